@@ -1,0 +1,81 @@
+"""LLMGenerator: answers from the reranked passages through an OpenAI-compatible endpoint.
+
+Uses the async OpenAI client, so a slow LLM never blocks the replica's event loop (the
+blocking client inside an async method is the seed article's pitfall).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import AsyncIterator
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+
+class GeneratorConfig(BaseModel):
+    """`user_config` of LLMGenerator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        default_factory=lambda: os.environ.get("TARGET_APP_LLM_URL", "http://127.0.0.1:8100/v1"),
+        description="OpenAI-compatible base URL (the emulator, or a real vLLM); default: $TARGET_APP_LLM_URL",
+    )
+    model: str = "emulated-llama-3.1-8b"
+    api_key: str = "EMPTY"
+    max_tokens: int = Field(32, ge=1, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+
+
+def build_prompt(query: str, passages: list[dict]) -> list[dict]:
+    """Chat messages that ground the answer in the numbered passages."""
+    context = "\n".join(f"[{p['id']}] {p['text']}" for p in passages)
+    return [
+        {"role": "system", "content": "Answer using only the sources. Cite source ids in brackets."},
+        {"role": "user", "content": f"Sources:\n{context}\n\nQuestion: {query}"},
+    ]
+
+
+@serve.deployment(name="LLMGenerator", max_ongoing_requests=64)
+class LLMGenerator:
+    def __init__(self):
+        self._client = None
+        self.reconfigure({})
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Apply a new `user_config`; the client is rebuilt for the new endpoint and timeout."""
+        from openai import AsyncOpenAI
+
+        cfg = GeneratorConfig.model_validate(user_config or {})
+        self._client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout_s, max_retries=0)
+        self.config = cfg
+
+    async def __call__(self, query: str, passages: list[dict]) -> dict:
+        """The whole answer: {'text', 'prompt_tokens', 'completion_tokens'}."""
+        resp = await self._client.chat.completions.create(
+            model=self.config.model,
+            messages=build_prompt(query, passages),
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+        )
+        usage = resp.usage
+        return {
+            "text": resp.choices[0].message.content or "",
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+        }
+
+    async def stream(self, query: str, passages: list[dict]) -> AsyncIterator[str]:
+        """The answer as text deltas, as the endpoint streams them."""
+        stream = await self._client.chat.completions.create(
+            model=self.config.model,
+            messages=build_prompt(query, passages),
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            stream=True,
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content

@@ -1,0 +1,21 @@
+"""Errors the CLI maps to exit codes, each with a one-line message."""
+
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Base: `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(TunerError):
+    """Bad input from the user: a file, an option, a port in use."""
+
+    exit_code = 2
+
+
+class StackError(TunerError):
+    """A part of the stack could not be started or reached."""
+
+    exit_code = 3

@@ -1,0 +1,101 @@
+"""Starting and stopping the processes the harness owns, by recorded PID.
+
+A record keeps each PID with its start time, so a PID reused by an unrelated process
+is never signalled. Stopping takes the recorded process and its descendants, and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One process we started: enough to find it again and to be sure it is ours."""
+
+    name: str
+    pid: int
+    create_time: float
+    argv: list[str]
+    log: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProcessRecord":
+        return cls(**d)
+
+    def process(self) -> psutil.Process | None:
+        """The live process, or None if it exited or its PID now belongs to another process."""
+        try:
+            p = psutil.Process(self.pid)
+            if abs(p.create_time() - self.create_time) > 0.01 or p.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return p
+        except psutil.Error:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> ProcessRecord:
+    """Start `argv` in its own session with output to `log`; returns its record."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+    return ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), list(argv), str(log))
+
+
+def descendants(records: list[ProcessRecord]) -> list[ProcessRecord]:
+    """Records of the live descendants of `records` (e.g. Ray's raylet and workers)."""
+    out = []
+    for rec in records:
+        p = rec.process()
+        if p is None:
+            continue
+        for child in p.children(recursive=True):
+            try:
+                out.append(ProcessRecord(f"{rec.name}/child", child.pid, child.create_time(), child.cmdline(), rec.log))
+            except psutil.Error:
+                pass
+    return out
+
+
+def stop(records: list[ProcessRecord], timeout_s: float = 10.0) -> list[ProcessRecord]:
+    """SIGTERM each recorded process and its descendants, SIGKILL what outlives `timeout_s`.
+
+    Returns the records that were still alive and got signalled.
+    """
+    targets = {r.pid: r for r in [*records, *descendants(records)]}
+    live = [(r, r.process()) for r in targets.values()]
+    live = [(r, p) for r, p in live if p is not None]
+    for _, p in live:
+        _signal(p, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    procs = [p for _, p in live]
+    _, still = psutil.wait_procs(procs, timeout=max(0.0, deadline - time.monotonic()))
+    for p in still:
+        _signal(p, signal.SIGKILL)
+    psutil.wait_procs(still, timeout=5)
+    return [r for r, _ in live]
+
+
+def _signal(p: psutil.Process, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except psutil.Error:
+        pass

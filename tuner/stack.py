@@ -1,0 +1,254 @@
+"""The local stack: Prometheus, Milvus Lite, the LLM emulator, a Ray head and the Serve app,
+all on 127.0.0.1. `up` records every PID it starts in the state folder; `down` stops exactly
+those (and their descendants); `status` probes each part.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tuner import deploy, ports
+from tuner.errors import StackError
+from tuner.processes import ProcessRecord, spawn, stop
+from tuner.prometheus_config import render as render_prometheus_config
+from tuner.stack_config import StackConfig
+
+PROMETHEUS_BIN = "/usr/bin/prometheus"
+STATE_FILE = "state.json"
+
+
+@dataclass
+class Part:
+    """One part of the stack as `status` reports it."""
+
+    name: str
+    healthy: bool
+    url: str
+    pid: int | None
+    detail: str = ""
+
+
+class Stack:
+    """The stack described by a StackConfig, with its state folder."""
+
+    def __init__(self, cfg: StackConfig):
+        self.cfg = cfg
+        self.state_dir = cfg.state_dir.resolve()
+        self.logs = self.state_dir / "logs"
+
+    # ---- URLs: one place for each
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.ports.ray_dashboard}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.ports.prometheus}"
+
+    @property
+    def llm_url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.ports.llm}"
+
+    @property
+    def milvus_uri(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.ports.milvus}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.state_dir / "ray-auth-token"
+
+    def dashboard_headers(self) -> dict[str, str]:
+        """Ray's token authentication stays on; the stack's own token opens its dashboard."""
+        try:
+            return {"Authorization": "Bearer " + self.token_path.read_text().strip()}
+        except FileNotFoundError:
+            return {}
+
+    def serve_url(self, serve_config: dict | None = None) -> str:
+        host, port = deploy.http_endpoint(serve_config or self._state_serve_config())
+        return f"http://{host}:{port}"
+
+    # ---- state
+    def _state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def read_state(self) -> dict | None:
+        """The recorded state of a stack started from this folder, if any."""
+        try:
+            return json.loads(self._state_path().read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _write_state(self, state: dict) -> None:
+        tmp = self._state_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self._state_path())
+
+    def records(self) -> list[ProcessRecord]:
+        state = self.read_state() or {}
+        return [ProcessRecord.from_dict(d) for d in state.get("processes", [])]
+
+    def _state_serve_config(self) -> dict:
+        return (self.read_state() or {}).get("serve_config") or {}
+
+    def running(self) -> bool:
+        """True when any process this folder recorded is still alive."""
+        return any(r.alive() for r in self.records())
+
+    # ---- up
+    def up(self, log=print) -> dict:
+        """Start every part, deploy the app, and return the timings; rolls back on failure."""
+        if self.running():
+            raise StackError(f"a stack from {self.state_dir} is already running; `tuner stack status` shows it")
+        serve_config = deploy.load_serve_config(self.cfg.serve_config) if self.cfg.deploy_app else {}
+        wanted = {f"{k}": v for k, v in self.cfg.ports.model_dump().items()}
+        if serve_config:
+            wanted["serve_http"] = deploy.http_endpoint(serve_config)[1]
+        ports.require_free(wanted)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state = {"config": self.cfg.model_dump(mode="json"), "serve_config": serve_config, "processes": [],
+                 "started_at": time.time(), "timings_s": {}}
+        self._write_state(state)
+        t0 = time.perf_counter()
+        try:
+            self._start_all(state, serve_config, log)
+        except BaseException:
+            log("start failed; stopping what was started")
+            self.down(log=lambda *_: None)
+            raise
+        state["timings_s"]["total"] = round(time.perf_counter() - t0, 2)
+        self._write_state(state)
+        return state["timings_s"]
+
+    def _add(self, state: dict, rec: ProcessRecord) -> None:
+        state["processes"].append(rec.to_dict())
+        self._write_state(state)
+
+    def _start_all(self, state: dict, serve_config: dict, log) -> None:
+        p, py = self.cfg.ports, sys.executable
+        t0 = time.perf_counter()
+        timings = state["timings_s"]
+
+        prom_dir = self.state_dir / "prometheus"
+        prom_dir.mkdir(exist_ok=True)
+        (prom_dir / "prometheus.yml").write_text(render_prometheus_config(self.cfg))
+        self._add(state, spawn("prometheus", [
+            PROMETHEUS_BIN, f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{p.prometheus}", "--storage.tsdb.retention.time=7d", "--log.level=warn",
+        ], self.logs / "prometheus.log"))
+        self._add(state, spawn("milvus", [
+            py, "-m", "milvus_lite", "server", "--data-dir", str(self.state_dir / "milvus"),
+            "--host", "127.0.0.1", "--port", str(p.milvus),
+        ], self.logs / "milvus.log"))
+        self._add(state, spawn("llm", [
+            py, "-m", "target_app.llm_server.server", "--host", "127.0.0.1", "--port", str(p.llm),
+            "--profile", self.cfg.llm_profile,
+        ], self.logs / "llm.log"))
+        if not self.token_path.exists():
+            self.token_path.touch(mode=0o600)
+            self.token_path.write_text(secrets.token_hex(32))
+        app_env = {"TARGET_APP_LLM_URL": f"{self.llm_url}/v1", "TARGET_APP_MILVUS_URI": self.milvus_uri,
+                   "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+        ray_bin = str(Path(py).parent / "ray")
+        self._add(state, spawn("ray", [
+            ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={p.ray_gcs}",
+            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={p.ray_dashboard}",
+            f"--metrics-export-port={p.ray_metrics}", f"--num-cpus={self.cfg.ray_num_cpus}", "--disable-usage-stats",
+            "--system-config", json.dumps({"metrics_report_interval_ms": self.cfg.ray_metrics_report_ms}),
+        ], self.logs / "ray.log", env=app_env))
+
+        if not ports.wait_listening(p.milvus, self.cfg.start_timeout_s):
+            raise StackError(f"Milvus Lite did not listen on port {p.milvus}; see {self.logs / 'milvus.log'}")
+        # Models and the collection are built while Ray starts: both take tens of seconds.
+        prepare = subprocess.Popen([py, "-m", "target_app.prepare", "--milvus-uri", self.milvus_uri],
+                                   stdout=open(self.logs / "prepare.log", "ab"), stderr=subprocess.STDOUT)
+        self._wait_http(f"{self.prometheus_url}/-/ready", "prometheus")
+        self._wait_http(f"{self.llm_url}/health", "llm")
+        self._wait_http(f"{self.dashboard_url}/api/version", "ray", self.dashboard_headers())
+        timings["services"] = round(time.perf_counter() - t0, 2)
+        log(f"services up in {timings['services']:.1f}s (Prometheus, Milvus Lite, LLM emulator, Ray head)")
+        if prepare.wait() != 0:
+            raise StackError(f"building models or the collection failed; see {self.logs / 'prepare.log'}")
+        timings["prepare"] = round(time.perf_counter() - t0, 2)
+        if serve_config:
+            log("deploying the Serve app")
+            deploy.deploy(self.dashboard_url, serve_config, self.dashboard_headers())
+            deploy.wait_running(self.dashboard_url, [a["name"] for a in serve_config["applications"]],
+                                self.cfg.deploy_timeout_s, self.dashboard_headers())
+            self._wait_http(f"{self.serve_url(serve_config)}/-/healthz", "serve")
+            timings["app"] = round(time.perf_counter() - t0, 2)
+
+    def _wait_http(self, url: str, name: str, headers: dict | None = None) -> None:
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while time.monotonic() < deadline:
+            if _http_ok(url, headers):
+                return
+            dead = [r for r in self.records() if r.name == name and not r.alive()]
+            if dead:
+                raise StackError(f"{name} exited during start; see {dead[0].log}")
+            time.sleep(0.3)
+        raise StackError(f"{name} not ready at {url} after {self.cfg.start_timeout_s:.0f}s; see {self.logs}")
+
+    # ---- down
+    def down(self, log=print) -> list[ProcessRecord]:
+        """Stop every recorded process and its descendants; forget the state."""
+        records = self.records()
+        stopped = stop(records)
+        for rec in stopped:
+            if "/" not in rec.name:
+                log(f"stopped {rec.name} (pid {rec.pid})")
+        if self._state_path().exists():
+            self._state_path().unlink()
+        return stopped
+
+    # ---- status
+    def status(self) -> list[Part]:
+        """Health and URL of each part, from its process record and a probe."""
+        recs = {r.name: r for r in self.records()}
+        serve_config = self._state_serve_config()
+
+        def proc_part(name: str, url: str, probe: str, headers: dict | None = None) -> Part:
+            rec = recs.get(name)
+            alive = rec is not None and rec.alive()
+            ok = alive and _http_ok(probe, headers)
+            return Part(name, ok, url, rec.pid if rec else None,
+                        "" if ok else ("not running" if not alive else f"no answer at {probe}"))
+
+        parts = [
+            proc_part("prometheus", self.prometheus_url, f"{self.prometheus_url}/-/ready"),
+            proc_part("llm", f"{self.llm_url}/v1", f"{self.llm_url}/health"),
+            proc_part("ray", self.dashboard_url, f"{self.dashboard_url}/api/version", self.dashboard_headers()),
+        ]
+        milvus = recs.get("milvus")
+        m_ok = milvus is not None and milvus.alive() and ports.port_in_use(self.cfg.ports.milvus)
+        parts.insert(1, Part("milvus", m_ok, self.milvus_uri, milvus.pid if milvus else None, "" if m_ok else "not running"))
+        parts.append(Part("ray metrics", parts[-1].healthy and _http_ok(f"http://127.0.0.1:{self.cfg.ports.ray_metrics}/metrics"),
+                          f"http://127.0.0.1:{self.cfg.ports.ray_metrics}/metrics", None))
+        if serve_config:
+            parts.append(self._serve_part(serve_config))
+        return parts
+
+    def _serve_part(self, serve_config: dict) -> Part:
+        url = self.serve_url(serve_config)
+        try:
+            apps = deploy.app_statuses(deploy.serve_details(self.dashboard_url, self.dashboard_headers()))
+        except httpx.HTTPError:
+            return Part("serve", False, url, None, "Ray dashboard unreachable")
+        wanted = [a["name"] for a in serve_config["applications"]]
+        ok = all(apps.get(n) == "RUNNING" for n in wanted) and _http_ok(f"{url}/-/healthz")
+        return Part("serve", ok, url, None, ", ".join(f"{n}={apps.get(n, 'MISSING')}" for n in wanted))
+
+
+def _http_ok(url: str, headers: dict | None = None) -> bool:
+    try:
+        return httpx.get(url, headers=headers, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
