@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -138,6 +139,9 @@ class Stack:
         timings = state["timings_s"]
 
         prom_dir = self.state_dir / "prometheus"
+        # A fresh TSDB per stack: series of an earlier Ray session would otherwise stay
+        # visible for Prometheus' 5-minute lookback and be counted twice.
+        shutil.rmtree(prom_dir / "data", ignore_errors=True)
         prom_dir.mkdir(exist_ok=True)
         (prom_dir / "prometheus.yml").write_text(render_prometheus_config(self.cfg))
         self._add(state, spawn("prometheus", [
