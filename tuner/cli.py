@@ -124,3 +124,7 @@ def main() -> None:
     except TunerError as e:
         Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise SystemExit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ from tuner.stack_config import StackConfig
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 STATE_FILE = "state.json"
+RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
 
 
 @dataclass
@@ -177,6 +178,8 @@ class Stack:
         self._wait_http(f"{self.prometheus_url}/-/ready", "prometheus")
         self._wait_http(f"{self.llm_url}/health", "llm")
         self._wait_http(f"{self.dashboard_url}/api/version", "ray", self.dashboard_headers())
+        state["ray_current_cluster"] = _read(RAY_CURRENT_CLUSTER)
+        self._write_state(state)
         timings["services"] = round(time.perf_counter() - t0, 2)
         log(f"services up in {timings['services']:.1f}s (Prometheus, Milvus Lite, LLM emulator, Ray head)")
         if prepare.wait() != 0:
@@ -204,8 +207,12 @@ class Stack:
     # ---- down
     def down(self, log=print) -> list[ProcessRecord]:
         """Stop every recorded process and its descendants; forget the state."""
-        records = self.records()
-        stopped = stop(records)
+        state = self.read_state() or {}
+        stopped = stop(self.records())
+        # `ray start` points later `ray.init()` calls at this cluster; once it is gone that
+        # pointer would send them to a dead address. Remove it only if it is still ours.
+        if state.get("ray_current_cluster") and _read(RAY_CURRENT_CLUSTER) == state["ray_current_cluster"]:
+            RAY_CURRENT_CLUSTER.unlink(missing_ok=True)
         for rec in stopped:
             if "/" not in rec.name:
                 log(f"stopped {rec.name} (pid {rec.pid})")
@@ -249,6 +256,13 @@ class Stack:
         wanted = [a["name"] for a in serve_config["applications"]]
         ok = all(apps.get(n) == "RUNNING" for n in wanted) and _http_ok(f"{url}/-/healthz")
         return Part("serve", ok, url, None, ", ".join(f"{n}={apps.get(n, 'MISSING')}" for n in wanted))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _http_ok(url: str, headers: dict | None = None) -> bool:

@@ -1,0 +1,108 @@
+"""The stack's pure and local parts: config, ports, PID records, the CLI's exit codes."""
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+
+from tuner import deploy, ports
+from tuner.errors import UsageError
+from tuner.processes import ProcessRecord, spawn, stop
+from tuner.prometheus_config import prometheus_config
+from tuner.stack_config import StackConfig, StackPorts
+
+TUNER = [sys.executable, "-m", "tuner.cli"]
+
+
+def test_ports_must_be_distinct_and_in_range():
+    with pytest.raises(ValueError, match="ports.llm and ports.ray_metrics are both 8090|ports.ray_metrics"):
+        StackPorts(llm=8090)
+    with pytest.raises(ValueError):
+        StackPorts(prometheus=80)
+
+
+def test_prometheus_scrapes_ray_llm_and_itself_on_loopback():
+    cfg = StackConfig(ports=StackPorts(ray_metrics=9001, llm=9002, prometheus=9003), scrape_interval_s=2)
+    doc = prometheus_config(cfg)
+    assert doc["global"]["scrape_interval"] == "2s"
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in doc["scrape_configs"]}
+    assert targets == {"ray": ["127.0.0.1:9001"], "llm": ["127.0.0.1:9002"], "prometheus": ["127.0.0.1:9003"]}
+
+
+def test_a_taken_port_is_named():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert ports.port_in_use(port)
+        with pytest.raises(UsageError, match=f"port {port} \\(prometheus\\) is already in use"):
+            ports.require_free({"llm": ports_free_port(), "prometheus": port})
+
+
+def ports_free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_stop_takes_the_process_and_its_children(tmp_path):
+    script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    rec = spawn("tree", [sys.executable, "-c", script], tmp_path / "tree.log")
+    time.sleep(1.0)
+    child = rec.process().children()[0]
+    stopped = stop([rec], timeout_s=5)
+    assert {r.pid for r in stopped} == {rec.pid, child.pid}
+    assert not rec.alive()
+    assert not child.is_running() or child.status() == "zombie"
+
+
+def test_a_record_with_another_start_time_is_not_ours(tmp_path):
+    rec = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "s.log")
+    impostor = ProcessRecord("sleeper", rec.pid, rec.create_time - 100, rec.argv, rec.log)
+    assert rec.alive() and not impostor.alive()
+    assert stop([impostor]) == []
+    assert rec.alive()
+    stop([rec])
+    assert not rec.alive()
+
+
+def test_serve_config_errors_are_one_line_usage_errors(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("applications:\n  - name: [unclosed\n")
+    with pytest.raises(UsageError, match="not valid YAML at line"):
+        deploy.load_serve_config(bad_yaml)
+    bad_field = tmp_path / "field.yaml"
+    bad_field.write_text(yaml.safe_dump({"applications": [{"name": "a", "import_path": "x:y", "route_prefix": "/",
+                                                          "deployments": [{"name": "D", "max_ongoing_requests": -3}]}]}))
+    with pytest.raises(UsageError, match="max_ongoing_requests"):
+        deploy.load_serve_config(bad_field)
+    with pytest.raises(UsageError, match="does not exist"):
+        deploy.load_serve_config(tmp_path / "missing.yaml")
+
+
+def run_tuner(*args, cwd=None):
+    return subprocess.run([*TUNER, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path):
+    r = run_tuner("stack", "up", "--llm-port", "80", "--state-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "ports.llm" in r.stderr and "Traceback" not in r.stderr + r.stdout
+    r = run_tuner("stack", "up", "--config", str(tmp_path / "nope.yaml"), "--state-dir", str(tmp_path))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = run_tuner("stack", "up", "--no-such-flag")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_status_without_a_stack_exits_1(tmp_path):
+    r = run_tuner("stack", "status", "--state-dir", str(tmp_path))
+    assert r.returncode == 1 and "no stack recorded" in r.stdout
+
+
+def test_demo_without_a_stack_exits_3(tmp_path):
+    r = run_tuner("demo", "--state-dir", str(tmp_path), "--duration", "1")
+    assert r.returncode == 3 and "tuner stack up" in r.stderr
