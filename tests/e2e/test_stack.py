@@ -1,0 +1,213 @@
+"""The whole stack through the real CLI: up, every route over HTTP, Prometheus, an
+in-place config update, up twice, a port in use, and down leaving nothing behind."""
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx
+import pytest
+import yaml
+
+from target_app import corpus
+from target_app.paths import DEFAULT_SERVE_CONFIG
+from tests.conftest import our_processes, pid_snapshot
+from tests.e2e.conftest import free_port
+from tuner import deploy
+from tuner.prometheus import Prometheus
+
+pytestmark = pytest.mark.e2e
+TUNER = [sys.executable, "-m", "tuner.cli"]
+
+
+def tuner(*args, timeout=900):
+    return subprocess.run([*TUNER, *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Stack:
+    def __init__(self, tmp):
+        self.state_dir = tmp / "state"
+        self.ports = {name: free_port() for name in ("ray-gcs", "ray-dashboard", "ray-metrics", "llm", "milvus", "prometheus")}
+        self.http_port = free_port()
+        cfg = yaml.safe_load(DEFAULT_SERVE_CONFIG.read_text())
+        cfg["http_options"]["port"] = self.http_port
+        self.config_path = tmp / "serve_config.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg))
+        self.config = cfg
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dashboard = f"http://127.0.0.1:{self.ports['ray-dashboard']}"
+        self.prometheus = Prometheus(f"http://127.0.0.1:{self.ports['prometheus']}")
+
+    def port_args(self):
+        return [x for name, port in self.ports.items() for x in (f"--{name}-port", str(port))]
+
+    def headers(self):
+        return {"Authorization": "Bearer " + (self.state_dir / "ray-auth-token").read_text().strip()}
+
+    def recorded_pids(self):
+        state = json.loads((self.state_dir / "state.json").read_text())
+        return sorted(p["pid"] for p in state["processes"])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, built_models):
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    s.before = pid_snapshot()
+    r = tuner("stack", "up", "--config", str(s.config_path), "--state-dir", str(s.state_dir), *s.port_args())
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        s.up_output = r.stdout
+        yield s
+    finally:
+        tuner("stack", "down", "--state-dir", str(s.state_dir), timeout=120)
+
+
+def post(stack, path, body, **kw):
+    return httpx.post(stack.url + path, json=body, timeout=60, **kw)
+
+
+def test_status_reports_every_part_healthy(stack):
+    r = tuner("stack", "status", "--state-dir", str(stack.state_dir))
+    assert r.returncode == 0, r.stdout
+    for part in ("prometheus", "milvus", "llm", "ray", "serve"):
+        assert part in r.stdout
+
+
+def test_rag_answers_with_five_sources_from_milvus(stack):
+    from pymilvus import MilvusClient
+
+    docs = corpus.passages()
+    q = corpus.questions(docs, 1, seed=42)[0]
+    r = post(stack, "/rag", {"query": q.text})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"] and len(body["sources"]) == 5
+    assert q.passage_id in body["sources"]
+    client = MilvusClient(f"http://127.0.0.1:{stack.ports['milvus']}")
+    rows = client.query("docs", ids=body["sources"], output_fields=["text"])
+    client.close()
+    assert sorted(row["id"] for row in rows) == sorted(body["sources"])
+    assert {row["id"]: row["text"] for row in rows}[q.passage_id] == docs[q.passage_id].text
+
+
+def test_rag_streams_when_asked(stack):
+    with httpx.stream("POST", stack.url + "/rag", json={"query": "What is Vorhalzan concerned with?", "stream": True},
+                      timeout=60) as r:
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert len(json.loads(events[0])["sources"]) == 5
+    assert events[-1] == "[DONE]"
+    assert len(events) - 2 == stack.config["applications"][0]["deployments"][4]["user_config"]["max_tokens"]
+
+
+def test_predict_routes_by_domain_and_refuses_unknown(stack):
+    r = post(stack, "/predict", {"domain": "finance", "text": "merchant refund on a card payment"})
+    assert r.status_code == 200 and r.json()["label"] == "payments"
+    r = post(stack, "/predict", {"domain": "sports", "text": "offside"})
+    assert r.status_code == 400 and "unknown domain 'sports'" in r.json()["detail"]
+
+
+def test_lora_cold_then_warm_on_the_replica_holding_the_adapter(stack):
+    body = {"model": "lora-29", "prompt": "Summarise the policy", "max_tokens": 8}
+    t0 = time.perf_counter()
+    cold = post(stack, "/v1/completions", body)
+    cold_s = time.perf_counter() - t0
+    assert cold.status_code == 200, cold.text
+    assert cold.json()["serve"]["adapter_cache"] == "miss"
+    home = cold.json()["serve"]["replica"]
+    warm_s = []
+    for i in range(6):
+        kw = {"headers": {"serve_multiplexed_model_id": "lora-29"}} if i % 2 else {}
+        payload = {k: v for k, v in body.items() if not (i % 2 and k == "model")}
+        t0 = time.perf_counter()
+        warm = post(stack, "/v1/completions", payload, **kw)
+        warm_s.append(time.perf_counter() - t0)
+        assert warm.json()["serve"] == {**warm.json()["serve"], "adapter_cache": "hit", "replica": home}
+        assert warm.json()["choices"][0]["text"] == cold.json()["choices"][0]["text"]
+    assert sorted(warm_s)[len(warm_s) // 2] < cold_s
+    models = httpx.get(stack.url + "/v1/models", timeout=30).json()["data"]
+    assert len(models) >= 32
+
+
+def test_prometheus_has_serve_and_vllm_series(stack):
+    want_apps = {a["name"] for a in stack.config["applications"]}
+    deadline = time.monotonic() + 60
+    while True:
+        apps = {m.get("application") for m, _ in stack.prometheus.vector("ray_serve_num_http_requests_total")}
+        deployments = {m["deployment"] for m, _ in stack.prometheus.vector("ray_serve_deployment_replica_healthy")}
+        llm_ok = stack.prometheus.scalar('sum(vllm:request_success_total)')
+        if want_apps <= apps and len(deployments) == 11 and llm_ok:
+            break
+        assert time.monotonic() < deadline, (apps, deployments, llm_ok)
+        time.sleep(2)
+    assert stack.prometheus.vector("vllm:num_requests_running")
+    assert stack.prometheus.vector('ray_serve_deployment_processing_latency_ms_bucket{deployment="QueryRewriter"}')
+
+
+def _replicas(stack, deployment):
+    details = deploy.serve_details(stack.dashboard, stack.headers())
+    reps = details["applications"]["rag"]["deployments"][deployment]["replicas"]
+    return sorted((r["replica_id"], r["actor_id"]) for r in reps)
+
+
+def _live_batch_settings(stack):
+    script = textwrap.dedent(f"""
+        import json, ray
+        from ray import serve
+        ray.init(address="127.0.0.1:{stack.ports['ray-gcs']}", log_to_driver=False)
+        h = serve.get_deployment_handle("QueryRewriter", app_name="rag")
+        print(json.dumps(h.batch_settings.remote().result()))
+    """)
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(stack.state_dir / "ray-auth-token")}
+    import os
+
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_user_config_batch_change_applies_in_place(stack):
+    before = _replicas(stack, "QueryRewriter")
+    assert _live_batch_settings(stack) == {"max_batch_size": 16, "batch_wait_timeout_s": 0.005}
+    cfg = json.loads(json.dumps(stack.config))
+    rewriter = next(d for d in cfg["applications"][0]["deployments"] if d["name"] == "QueryRewriter")
+    rewriter["user_config"]["batch"] = {"max_batch_size": 5, "batch_wait_timeout_s": 0.02}
+    deploy.deploy(stack.dashboard, cfg, stack.headers())
+    deadline = time.monotonic() + 60
+    while _live_batch_settings(stack) != {"max_batch_size": 5, "batch_wait_timeout_s": 0.02}:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    deploy.wait_running(stack.dashboard, ["rag"], 60, stack.headers())
+    assert _replicas(stack, "QueryRewriter") == before  # same replicas and actors: no restart
+    assert post(stack, "/rag", {"query": "What is Vorhalzan concerned with?"}).status_code == 200
+
+
+def test_up_twice_reports_the_running_stack(stack):
+    pids = stack.recorded_pids()
+    r = tuner("stack", "up", "--config", str(stack.config_path), "--state-dir", str(stack.state_dir), *stack.port_args())
+    assert r.returncode == 0 and "already running" in r.stdout
+    assert stack.recorded_pids() == pids
+
+
+def test_a_port_in_use_is_named_and_nothing_starts(stack, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        before = pid_snapshot()
+        r = tuner("stack", "up", "--no-app", "--state-dir", str(tmp_path / "other"), "--prometheus-port", str(port),
+                  "--ray-gcs-port", str(free_port()), "--ray-dashboard-port", str(free_port()),
+                  "--ray-metrics-port", str(free_port()), "--llm-port", str(free_port()), "--milvus-port", str(free_port()))
+    assert r.returncode == 2
+    assert f"port {port} (prometheus) is already in use" in r.stderr and "Traceback" not in r.stderr
+    assert our_processes(before) == []
+
+
+def test_down_leaves_nothing_of_ours(stack):
+    r = tuner("stack", "down", "--state-dir", str(stack.state_dir), timeout=120)
+    assert r.returncode == 0 and "stopped ray" in r.stdout
+    time.sleep(1)
+    assert our_processes(stack.before) == []
+    assert not (stack.state_dir / "state.json").exists()
