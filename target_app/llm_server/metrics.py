@@ -40,28 +40,20 @@ class EngineMetrics:
             "vllm:num_requests_waiting", "Number of requests waiting to be processed.",
             labels, registry=reg,
         ).labels(model_name)
-        self._ttft = Histogram(
-            "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
-            labels, buckets=_TTFT_BUCKETS, registry=reg,
-        ).labels(model_name)
-        self._itl = Histogram(
-            "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
-            labels, buckets=_TOKEN_LATENCY_BUCKETS, registry=reg,
-        ).labels(model_name)
-        self._tpot = Histogram(
-            "vllm:time_per_output_token_seconds",
-            "Histogram of time per output token in seconds, (e2e - ttft) / (n - 1) per request.",
-            labels, buckets=_TOKEN_LATENCY_BUCKETS, registry=reg,
-        ).labels(model_name)
-        self._e2e = Histogram(
-            "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
-            labels, buckets=_REQUEST_LATENCY_BUCKETS, registry=reg,
-        ).labels(model_name)
-        self._queue = Histogram(
-            "vllm:request_queue_time_seconds",
-            "Histogram of time spent in WAITING phase for request.",
-            labels, buckets=_REQUEST_LATENCY_BUCKETS, registry=reg,
-        ).labels(model_name)
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]):
+            return Histogram(name, doc, labels, buckets=buckets, registry=reg).labels(model_name)
+
+        self._ttft = histogram("vllm:time_to_first_token_seconds",
+                               "Histogram of time to first token in seconds.", _TTFT_BUCKETS)
+        self._itl = histogram("vllm:inter_token_latency_seconds",
+                              "Histogram of inter-token latency in seconds.", _TOKEN_LATENCY_BUCKETS)
+        self._tpot = histogram("vllm:time_per_output_token_seconds",
+                               "Histogram of time per output token in seconds, (e2e - ttft) / (n - 1) per request.",
+                               _TOKEN_LATENCY_BUCKETS)
+        self._e2e = histogram("vllm:e2e_request_latency_seconds",
+                              "Histogram of e2e request latency in seconds.", _REQUEST_LATENCY_BUCKETS)
+        self._queue = histogram("vllm:request_queue_time_seconds",
+                                "Histogram of time spent in WAITING phase for request.", _REQUEST_LATENCY_BUCKETS)
         self._prompt_tokens = Counter(
             "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=reg,
         ).labels(model_name)
