@@ -39,6 +39,6 @@ def set_torch_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-async def off_loop(fn: Callable, *args: Any) -> Any:
+async def off_loop(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """Run blocking model code in a thread, so the replica keeps forming the next batch."""
-    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))

@@ -72,15 +72,10 @@ class QueryRewriter:
         if self._profile is not None:
             await hold_for(self._profile, len(texts))
             return [standin_vector(t) for t in texts]
-        vectors = await off_loop(self._model.encode, texts)
-        return [v.tolist() for v in _unit(vectors)]
+        vectors = await off_loop(self._model.encode, texts, normalize_embeddings=True)
+        return [v.tolist() for v in vectors]
 
     def batch_settings(self) -> dict:
         """The batch settings live in Serve's batch queue (to check that an update arrived)."""
         return live_batch_settings(self.embed)
 
-
-def _unit(vectors):
-    import numpy as np
-
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
