@@ -233,16 +233,17 @@ class Stack:
             return Part(name, ok, url, rec.pid if rec else None,
                         "" if ok else ("not running" if not alive else f"no answer at {probe}"))
 
-        parts = [
-            proc_part("prometheus", self.prometheus_url, f"{self.prometheus_url}/-/ready"),
-            proc_part("llm", f"{self.llm_url}/v1", f"{self.llm_url}/health"),
-            proc_part("ray", self.dashboard_url, f"{self.dashboard_url}/api/version", self.dashboard_headers()),
-        ]
         milvus = recs.get("milvus")
         m_ok = milvus is not None and milvus.alive() and ports.port_in_use(self.cfg.ports.milvus)
-        parts.insert(1, Part("milvus", m_ok, self.milvus_uri, milvus.pid if milvus else None, "" if m_ok else "not running"))
-        parts.append(Part("ray metrics", parts[-1].healthy and _http_ok(f"http://127.0.0.1:{self.cfg.ports.ray_metrics}/metrics"),
-                          f"http://127.0.0.1:{self.cfg.ports.ray_metrics}/metrics", None))
+        ray = proc_part("ray", self.dashboard_url, f"{self.dashboard_url}/api/version", self.dashboard_headers())
+        metrics_url = f"http://127.0.0.1:{self.cfg.ports.ray_metrics}/metrics"
+        parts = [
+            proc_part("prometheus", self.prometheus_url, f"{self.prometheus_url}/-/ready"),
+            Part("milvus", m_ok, self.milvus_uri, milvus.pid if milvus else None, "" if m_ok else "not running"),
+            proc_part("llm", f"{self.llm_url}/v1", f"{self.llm_url}/health"),
+            ray,
+            Part("ray metrics", ray.healthy and _http_ok(metrics_url), metrics_url, None),
+        ]
         if serve_config:
             parts.append(self._serve_part(serve_config))
         return parts
