@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -17,20 +16,15 @@ from pathlib import Path
 import httpx
 
 from target_app import corpus
+from timing import timed
 
 TUNER = [sys.executable, "-m", "tuner.cli"]
 BASE = "http://127.0.0.1:8000"
 
 
-def lat(fn, n: int) -> tuple[float, float]:
-    xs = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        r = fn(i)
-        xs.append((time.perf_counter() - t0) * 1000)
-        r.raise_for_status()
-    xs.sort()
-    return statistics.median(xs), xs[int(0.9 * (len(xs) - 1))]
+def lat(send, n: int) -> tuple[float, float]:
+    """Timing of `n` sequential requests `send(i)`, each of which must succeed."""
+    return timed(lambda i: send(i).raise_for_status(), n)
 
 
 def main() -> None:

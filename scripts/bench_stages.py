@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import tempfile
-import time
 
 import torch
 
@@ -21,19 +19,7 @@ from target_app.models.classifier import encode_batch
 from target_app.rerank import load_cross_encoder
 from target_app.rewriter import load_embedder
 from target_app.router import load_classifier
-
-
-def timed(fn, reps: int) -> tuple[float, float]:
-    """(median, p90) milliseconds of `fn()` over `reps` runs after two warm-ups."""
-    for _ in range(2):
-        fn()
-    xs = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        xs.append((time.perf_counter() - t0) * 1000)
-    xs.sort()
-    return statistics.median(xs), xs[int(0.9 * (len(xs) - 1))]
+from timing import timed
 
 
 def main() -> None:
@@ -48,7 +34,7 @@ def main() -> None:
 
     emb = load_embedder(None)
     for b in (1, 8):
-        rows.append(("QueryRewriter: embed (MiniLM-L6)", f"{b} queries", *timed(lambda: emb.encode(qs[:b]), args.reps)))
+        rows.append(("QueryRewriter: embed (MiniLM-L6)", f"{b} queries", *timed(lambda _: emb.encode(qs[:b], normalize_embeddings=True), args.reps, 2)))
 
     with tempfile.TemporaryDirectory() as tmp:
         from pymilvus import MilvusClient
@@ -58,20 +44,20 @@ def main() -> None:
         vecs = emb.encode(qs, normalize_embeddings=True).tolist()
         for b in (1, 8):
             rows.append(("VectorSearch: top 20 of 10,000 (Milvus Lite, FLAT)", f"{b} queries",
-                         *timed(lambda: client.search("docs", data=vecs[:b], limit=20, output_fields=["text"]), args.reps)))
+                         *timed(lambda _: client.search("docs", data=vecs[:b], limit=20, output_fields=["text"]), args.reps, 2)))
         client.close()
 
     ce = load_cross_encoder(str(paths["cross_encoder"]), 256)
     pairs = [(q, d.text) for q in qs for d in docs[:20]]
     for b in (1, 8):
         rows.append(("Reranker: cross-encoder, 20 pairs a request", f"{b} requests ({20 * b} pairs)",
-                     *timed(lambda: ce.predict(pairs[: 20 * b]), args.reps)))
+                     *timed(lambda _: ce.predict(pairs[: 20 * b]), args.reps, 2)))
 
     clf, _ = load_classifier(str(paths["classifier_legal"]))
     texts = ["the supplier breached the signed lease agreement"] * 8
     with torch.no_grad():
         for b in (1, 8):
-            rows.append(("Legal/Medical/FinanceClassifier", f"{b} texts", *timed(lambda: clf(*encode_batch(texts[:b])), args.reps)))
+            rows.append(("Legal/Medical/FinanceClassifier", f"{b} texts", *timed(lambda _: clf(*encode_batch(texts[:b])), args.reps, 2)))
 
     from peft import PeftModel
     from transformers import AutoTokenizer, GPT2LMHeadModel
@@ -79,11 +65,11 @@ def main() -> None:
     base = GPT2LMHeadModel.from_pretrained(str(lora_base_path())).eval()
     tok = AutoTokenizer.from_pretrained(str(lora_base_path()))
     rows.append(("MultiLoRAModel: adapter load (cache miss)", "1 adapter", *timed(
-        lambda: PeftModel.from_pretrained(copy.deepcopy(base), str(adapters_path() / "lora-01")), args.reps)))
+        lambda _: PeftModel.from_pretrained(copy.deepcopy(base), str(adapters_path() / "lora-01")), args.reps, 2)))
     model = PeftModel.from_pretrained(copy.deepcopy(base), str(adapters_path() / "lora-01")).eval()
     for n in (1, 8):
         rows.append(("MultiLoRAModel: generate 16 tokens (unbatched)", f"{n} request(s) in a row",
-                     *timed(lambda: [_generate(model, tok, "Summarise the policy", 16) for _ in range(n)], args.reps)))
+                     *timed(lambda _: [_generate(model, tok, "Summarise the policy", 16) for _ in range(n)], args.reps, 2)))
 
     print("| stage | batch | median ms | p90 ms |\n|---|---|---|---|")
     for stage, batch, med, p90 in rows:

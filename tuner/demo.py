@@ -8,7 +8,6 @@ whatever is outstanding, and latency counts from that time.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 
@@ -17,18 +16,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from target_app.corpus import passages, questions
+from loadgen.mix import mixed_requests
 from tuner import promql
 from tuner.errors import StackError
 from tuner.prometheus import Prometheus
-
-PREDICT_TEXTS = {
-    "legal": ["the supplier breached the signed lease agreement", "fraud charge and arrest of the defendant"],
-    "medical": ["chest pain and palpitations at night", "wheezing cough and shortness of breath"],
-    "finance": ["portfolio allocation between stock and bond funds", "merchant refund on a card payment"],
-}
-NUM_ADAPTERS = 32
-
 
 @dataclass
 class Sample:
@@ -42,31 +33,12 @@ class Sample:
         return (self.end - self.scheduled) * 1000
 
 
-def _requests(n: int, seed: int) -> list[tuple[str, dict]]:
-    """`n` (path, json body) pairs spread evenly over the three routes."""
-    rng = random.Random(seed)
-    qs = questions(passages(), n, seed=seed)
-    weights = [1 / (i + 1) for i in range(NUM_ADAPTERS)]  # Zipf(1) adapter popularity
-    out = []
-    for i in range(n):
-        kind = i % 3
-        if kind == 0:
-            out.append(("/rag", {"query": qs[i].text}))
-        elif kind == 1:
-            domain = rng.choice(sorted(PREDICT_TEXTS))
-            out.append(("/predict", {"domain": domain, "text": rng.choice(PREDICT_TEXTS[domain])}))
-        else:
-            adapter = rng.choices(range(NUM_ADAPTERS), weights)[0]
-            out.append(("/v1/completions", {"model": f"lora-{adapter:02d}", "prompt": "Summarise the policy", "max_tokens": 16}))
-    return out
-
-
 async def _drive(base_url: str, duration: float, rate: float, seed: int) -> list[Sample]:
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1 / rate, size=int(rate * duration * 2) + 10)
     offsets = np.cumsum(gaps)
     offsets = offsets[offsets < duration]
-    work = _requests(len(offsets), seed)
+    work = mixed_requests(len(offsets), seed)
     samples: list[Sample] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=httpx.Limits(max_connections=512)) as client:
 

@@ -31,39 +31,28 @@ class EngineMetrics:
     def __init__(self, model_name: str) -> None:
         self.registry = CollectorRegistry()
         labels = ["model_name"]
-        reg = self.registry
-        self._running = Gauge(
-            "vllm:num_requests_running", "Number of requests in model execution batches.",
-            labels, registry=reg,
-        ).labels(model_name)
-        self._waiting = Gauge(
-            "vllm:num_requests_waiting", "Number of requests waiting to be processed.",
-            labels, registry=reg,
-        ).labels(model_name)
-        def histogram(name: str, doc: str, buckets: tuple[float, ...]):
-            return Histogram(name, doc, labels, buckets=buckets, registry=reg).labels(model_name)
 
-        self._ttft = histogram("vllm:time_to_first_token_seconds",
-                               "Histogram of time to first token in seconds.", _TTFT_BUCKETS)
-        self._itl = histogram("vllm:inter_token_latency_seconds",
-                              "Histogram of inter-token latency in seconds.", _TOKEN_LATENCY_BUCKETS)
-        self._tpot = histogram("vllm:time_per_output_token_seconds",
-                               "Histogram of time per output token in seconds, (e2e - ttft) / (n - 1) per request.",
-                               _TOKEN_LATENCY_BUCKETS)
-        self._e2e = histogram("vllm:e2e_request_latency_seconds",
-                              "Histogram of e2e request latency in seconds.", _REQUEST_LATENCY_BUCKETS)
-        self._queue = histogram("vllm:request_queue_time_seconds",
-                                "Histogram of time spent in WAITING phase for request.", _REQUEST_LATENCY_BUCKETS)
-        self._prompt_tokens = Counter(
-            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=reg,
-        ).labels(model_name)
-        self._generation_tokens = Counter(
-            "vllm:generation_tokens", "Number of generation tokens processed.",
-            labels, registry=reg,
-        ).labels(model_name)
+        def metric(kind, name: str, doc: str, **kw):
+            return kind(name, doc, labels, registry=self.registry, **kw).labels(model_name)
+
+        self._running = metric(Gauge, "vllm:num_requests_running", "Number of requests in model execution batches.")
+        self._waiting = metric(Gauge, "vllm:num_requests_waiting", "Number of requests waiting to be processed.")
+        self._ttft = metric(Histogram, "vllm:time_to_first_token_seconds",
+                            "Histogram of time to first token in seconds.", buckets=_TTFT_BUCKETS)
+        self._itl = metric(Histogram, "vllm:inter_token_latency_seconds",
+                           "Histogram of inter-token latency in seconds.", buckets=_TOKEN_LATENCY_BUCKETS)
+        self._tpot = metric(Histogram, "vllm:time_per_output_token_seconds",
+                            "Histogram of time per output token in seconds, (e2e - ttft) / (n - 1) per request.",
+                            buckets=_TOKEN_LATENCY_BUCKETS)
+        self._e2e = metric(Histogram, "vllm:e2e_request_latency_seconds",
+                           "Histogram of e2e request latency in seconds.", buckets=_REQUEST_LATENCY_BUCKETS)
+        self._queue = metric(Histogram, "vllm:request_queue_time_seconds",
+                             "Histogram of time spent in WAITING phase for request.", buckets=_REQUEST_LATENCY_BUCKETS)
+        self._prompt_tokens = metric(Counter, "vllm:prompt_tokens", "Number of prefill tokens processed.")
+        self._generation_tokens = metric(Counter, "vllm:generation_tokens", "Number of generation tokens processed.")
         self._success = Counter(
             "vllm:request_success", "Count of successfully processed requests.",
-            ["model_name", "finished_reason"], registry=reg,
+            ["model_name", "finished_reason"], registry=self.registry,
         )
         self._model_name = model_name
 
