@@ -22,6 +22,11 @@ from target_app.router import load_classifier
 from timing import timed
 
 
+def ms(x: float) -> str:
+    """Milliseconds with one decimal, or three for sub-millisecond stages."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.3f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=20)
@@ -73,7 +78,7 @@ def main() -> None:
 
     print("| stage | batch | median ms | p90 ms |\n|---|---|---|---|")
     for stage, batch, med, p90 in rows:
-        print(f"| {stage} | {batch} | {med:.1f} | {p90:.1f} |")
+        print(f"| {stage} | {batch} | {ms(med)} | {ms(p90)} |")
 
 
 if __name__ == "__main__":
