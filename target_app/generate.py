@@ -29,11 +29,13 @@ class GeneratorConfig(BaseModel):
     timeout_s: float = Field(30.0, gt=0, le=600)
 
 
-def build_prompt(query: str, passages: list[dict]) -> list[dict]:
-    """Chat messages that ground the answer in the numbered passages."""
+def build_prompt(query: str, passages: list[dict], history: str | None = None) -> list[dict]:
+    """Chat messages that ground the answer in the numbered passages, after any earlier conversation."""
     context = "\n".join(f"[{p['id']}] {p['text']}" for p in passages)
+    earlier = [{"role": "user", "content": history}] if history else []
     return [
         {"role": "system", "content": "Answer using only the sources. Cite source ids in brackets."},
+        *earlier,
         {"role": "user", "content": f"Sources:\n{context}\n\nQuestion: {query}"},
     ]
 
@@ -52,12 +54,13 @@ class LLMGenerator:
         self._client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout_s, max_retries=0)
         self.config = cfg
 
-    async def __call__(self, query: str, passages: list[dict]) -> dict:
+    async def __call__(self, query: str, passages: list[dict], history: str | None = None,
+                       max_tokens: int | None = None) -> dict:
         """The whole answer: {'text', 'prompt_tokens', 'completion_tokens'}."""
         resp = await self._client.chat.completions.create(
             model=self.config.model,
-            messages=build_prompt(query, passages),
-            max_tokens=self.config.max_tokens,
+            messages=build_prompt(query, passages, history),
+            max_tokens=max_tokens or self.config.max_tokens,
             temperature=self.config.temperature,
         )
         usage = resp.usage
@@ -67,12 +70,13 @@ class LLMGenerator:
             "completion_tokens": usage.completion_tokens if usage else None,
         }
 
-    async def stream(self, query: str, passages: list[dict]) -> AsyncIterator[str]:
+    async def stream(self, query: str, passages: list[dict], history: str | None = None,
+                     max_tokens: int | None = None) -> AsyncIterator[str]:
         """The answer as text deltas, as the endpoint streams them."""
         stream = await self._client.chat.completions.create(
             model=self.config.model,
-            messages=build_prompt(query, passages),
-            max_tokens=self.config.max_tokens,
+            messages=build_prompt(query, passages, history),
+            max_tokens=max_tokens or self.config.max_tokens,
             temperature=self.config.temperature,
             stream=True,
         )

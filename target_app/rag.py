@@ -24,6 +24,8 @@ class RAGRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     top_k: int | None = Field(None, ge=1, le=100, description="passages retrieved before reranking")
     stream: bool = False
+    history: str | None = Field(None, max_length=200_000, description="earlier conversation, sent to the LLM only")
+    max_tokens: int | None = Field(None, ge=1, le=8192, description="answer length; default from LLMGenerator's config")
 
 
 class RAGConfig(BaseModel):
@@ -69,9 +71,9 @@ class RAGService:
         query, top, stages = await self._retrieve(req)
         sources = [p["id"] for p in top]
         if req.stream:
-            return StreamingResponse(self._stream(query, top, sources), media_type="text/event-stream")
+            return StreamingResponse(self._stream(query, top, sources, req), media_type="text/event-stream")
         t = time.perf_counter()
-        answer = await self.generator.remote(query, top)
+        answer = await self.generator.remote(query, top, req.history, req.max_tokens)
         stages["generate"] = _ms(t)
         return {
             "answer": answer["text"],
@@ -81,8 +83,8 @@ class RAGService:
             "stages_ms": stages,
         }
 
-    async def _stream(self, query: str, top: list[dict], sources: list[int]):
+    async def _stream(self, query: str, top: list[dict], sources: list[int], req: RAGRequest):
         yield f"data: {json.dumps({'sources': sources})}\n\n"
-        async for delta in self.generator.options(stream=True).stream.remote(query, top):
+        async for delta in self.generator.options(stream=True).stream.remote(query, top, req.history, req.max_tokens):
             yield f"data: {json.dumps({'delta': delta})}\n\n"
         yield "data: [DONE]\n\n"

@@ -1,0 +1,105 @@
+"""Raw request records: one row per arrival, streamed to Parquet with bounded memory.
+
+Times are wall-clock seconds (epoch) so records from several generator processes line up.
+`scheduled` is when the arrival was due, `sent` when the request left, `first_byte` when the
+response headers came, `end` when the body was read. A dropped arrival (over the in-flight
+cap) has `dropped=True` and no send; a request still running when the run was cut off has
+`unfinished=True` and `end` at the cut.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema([
+    ("scheduled", pa.float64()),
+    ("sent", pa.float64()),
+    ("first_byte", pa.float64()),
+    ("end", pa.float64()),
+    ("route", pa.string()),
+    ("status", pa.int32()),
+    ("error", pa.string()),
+    ("bytes", pa.int64()),
+    ("adapter", pa.string()),
+    ("prompt_tokens", pa.int32()),
+    ("output_tokens", pa.int32()),
+    ("ttft_ms", pa.float64()),
+    ("itl_ms", pa.list_(pa.float32())),
+    ("generator", pa.string()),
+    ("dropped", pa.bool_()),
+    ("unfinished", pa.bool_()),
+])
+FIELDS = SCHEMA.names
+
+
+class RecordBuffer:
+    """Rows collected column by column; `take()` hands them over as one Arrow batch."""
+
+    def __init__(self):
+        self._cols: dict[str, list] = {name: [] for name in FIELDS}
+
+    def __len__(self) -> int:
+        return len(self._cols["scheduled"])
+
+    def add(self, **row) -> None:
+        """Append one record; missing fields are null (flags default to False)."""
+        for name, col in self._cols.items():
+            col.append(row.get(name, False if name in ("dropped", "unfinished") else None))
+
+    def take(self) -> pa.RecordBatch:
+        """The buffered rows as a batch; the buffer is empty afterwards."""
+        batch = pa.RecordBatch.from_pydict(self._cols, schema=SCHEMA)
+        self._cols = {name: [] for name in FIELDS}
+        return batch
+
+
+def encode(batch: pa.RecordBatch) -> bytes:
+    """A batch as Arrow IPC bytes, to ship from a worker to the master."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, SCHEMA) as w:
+        w.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def decode(data: bytes) -> pa.Table:
+    """The inverse of `encode`."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+class RecordWriter:
+    """Streams batches to one Parquet file; memory stays at one row group."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd")
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append a batch (or table) of records."""
+        if batch.num_rows:
+            self._writer.write(batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch]))
+            self.rows += batch.num_rows
+
+    def close(self) -> None:
+        """Finish the file (its footer); the file is readable from then on."""
+        self._writer.close()
+
+
+def load(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Records as a DataFrame, with derived `latency_ms` (from scheduled), `service_ms` (from send), `lag_ms`."""
+    df = pq.read_table(path, columns=columns).to_pandas()
+    return with_derived(df)
+
+
+def with_derived(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived latency columns to raw records."""
+    if {"scheduled", "sent", "end"} <= set(df.columns):
+        df["latency_ms"] = (df["end"] - df["scheduled"]) * 1000
+        df["service_ms"] = (df["end"] - df["sent"]) * 1000
+        df["lag_ms"] = (df["sent"] - df["scheduled"]) * 1000
+    return df

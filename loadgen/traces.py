@@ -1,0 +1,84 @@
+"""Trace files: load and validate request traces (arrival times and token counts).
+
+Formats, recognised by extension and columns:
+- Azure LLM inference traces (CSV): `TIMESTAMP` (wall clock), `ContextTokens`, `GeneratedTokens`;
+- Mooncake-style JSONL: `timestamp` (milliseconds), `input_length`, `output_length`;
+- a plain CSV with `time_s` (seconds), and optional `prompt_tokens`, `output_tokens`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+AZURE_CONV = Path(__file__).parent / "data" / "azure_llm_2023_conv.csv"
+
+
+class TraceError(ValueError):
+    """A trace file is missing, unreadable or lacks the columns a format needs."""
+
+
+@dataclass(frozen=True)
+class TraceData:
+    """Arrival offsets in seconds from the first request, with per-request token counts (or None)."""
+
+    times_s: np.ndarray
+    prompt_tokens: np.ndarray | None
+    output_tokens: np.ndarray | None
+
+    def __len__(self) -> int:
+        return self.times_s.size
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise TraceError(f"trace file not found: {path}")
+    try:
+        if path.suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=path.suffix == ".jsonl")
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise TraceError(f"cannot read trace {path}: {str(e).splitlines()[0]}") from None
+
+
+def _times(df: pd.DataFrame, path: Path) -> np.ndarray:
+    if "TIMESTAMP" in df:
+        stamps = pd.to_datetime(df["TIMESTAMP"], errors="coerce")
+        if stamps.isna().any():
+            raise TraceError(f"{path}: TIMESTAMP row {int(stamps.isna().idxmax()) + 2} is not a date-time")
+        return (stamps - stamps.min()).dt.total_seconds().to_numpy()
+    if "timestamp" in df:
+        ms = pd.to_numeric(df["timestamp"], errors="coerce")
+        return (ms - ms.min()).to_numpy() / 1000.0
+    if "time_s" in df:
+        s = pd.to_numeric(df["time_s"], errors="coerce")
+        return (s - s.min()).to_numpy()
+    raise TraceError(f"{path}: no arrival-time column (TIMESTAMP, timestamp in ms, or time_s)")
+
+
+def _column(df: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray | None:
+    for name in names:
+        if name in df:
+            col = pd.to_numeric(df[name], errors="coerce")
+            if col.isna().any() or (col < 0).any():
+                raise TraceError(f"column {name} must hold non-negative numbers")
+            return col.to_numpy(dtype=np.int64)
+    return None
+
+
+def load_trace(path: str | Path = AZURE_CONV) -> TraceData:
+    """Read a trace file into arrival offsets (sorted) and token counts."""
+    path = Path(path)
+    df = _read(path)
+    if df.empty:
+        raise TraceError(f"{path}: the trace holds no requests")
+    times = _times(df, path)
+    if not np.isfinite(times).all():
+        raise TraceError(f"{path}: arrival times must be numbers")
+    order = np.argsort(times, kind="stable")
+    prompt = _column(df, ("ContextTokens", "input_length", "prompt_tokens"))
+    output = _column(df, ("GeneratedTokens", "output_length", "output_tokens"))
+    return TraceData(times[order], None if prompt is None else prompt[order], None if output is None else output[order])
