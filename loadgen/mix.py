@@ -25,6 +25,7 @@ from loadgen.shapes import ShapeError, _one_line
 from target_app.corpus import passages, questions
 
 ROUTES = ("rag", "predict", "lora")
+PREDICT_DOMAINS = ("legal", "medical", "finance")  # target_app.router.DOMAINS; the corpus also has "technology"
 NUM_ADAPTERS = 32  # the shipped app's adapter count; a running app's /v1/models overrides it
 _QUESTION_POOL = 4096
 
@@ -115,6 +116,10 @@ class RequestMix:
         return questions(passages(), _QUESTION_POOL, seed=self._seed)
 
     @cached_property
+    def _predict_questions(self):
+        return [q for q in self._questions if q.domain in PREDICT_DOMAINS]
+
+    @cached_property
     def _filler(self) -> list[str]:
         return " ".join(p.text for p in passages()[:2000]).split()
 
@@ -141,6 +146,7 @@ class RequestMix:
         if route == "rag":
             return Request("rag", "/rag", {"query": q.text, "stream": s.rag_stream}, s.rag_stream)
         if route == "predict":
+            q = self._predict_questions[int(self._pick[i]) % len(self._predict_questions)]
             return Request("predict", "/predict", {"domain": q.domain, "text": q.text})
         adapter = f"lora-{int(self._adapter[i]):02d}"
         return Request("lora", "/v1/completions",

@@ -290,15 +290,17 @@ class Trace(Shape):
         return list(np.arange(self.bin_s, self.duration, self.bin_s))
 
     @cached_property
-    def _counts(self) -> np.ndarray:
+    def _bin_rates(self) -> np.ndarray:
         nbins = max(1, math.ceil(self.duration / self.bin_s))
         counts, _ = np.histogram(self.compressed(), bins=nbins, range=(0, nbins * self.bin_s))
-        return counts
+        # The last bin ends at the duration: its arrivals spread over the part of it inside.
+        widths = np.full(nbins, self.bin_s)
+        widths[-1] = self.duration - (nbins - 1) * self.bin_s
+        return np.divide(counts * self.rate_scale, widths, out=np.zeros(nbins), where=widths > 0)
 
     def _rate(self, t):
-        counts = self._counts
-        idx = np.minimum((t // self.bin_s).astype(int), counts.size - 1)
-        return counts[idx] * self.rate_scale / self.bin_s
+        rates = self._bin_rates
+        return rates[np.minimum((t // self.bin_s).astype(int), rates.size - 1)]
 
     def model_dump(self, **kw):
         out = super().model_dump(**kw)

@@ -46,7 +46,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 def _times(df: pd.DataFrame, path: Path) -> np.ndarray:
     if "TIMESTAMP" in df:
-        stamps = pd.to_datetime(df["TIMESTAMP"], errors="coerce")
+        stamps = pd.to_datetime(df["TIMESTAMP"], errors="coerce", format="mixed")  # fractions may vary by row
         if stamps.isna().any():
             raise TraceError(f"{path}: TIMESTAMP row {int(stamps.isna().idxmax()) + 2} is not a date-time")
         return (stamps - stamps.min()).dt.total_seconds().to_numpy()
