@@ -4,7 +4,9 @@ Every percentile is `numpy.percentile` (linear interpolation) over every request
 no histogram is involved. Latency counts from the scheduled time (what a user sees), service
 time from the actual send. Requests still running when the run was cut off enter the latency
 percentiles at their lower bound (cut time - scheduled) and are counted as `unfinished`:
-leaving them out would hide exactly the overload the run is meant to show.
+leaving them out would hide exactly the overload the run is meant to show. `errors` counts
+failed responses; `error_rate` is (failed + unfinished) / sent: a request never answered
+failed from the user's side.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def _group(df: pd.DataFrame, span_s: float) -> dict:
         "offered_rps": len(df) / span_s if span_s > 0 else None,
         "throughput_rps": int(ok.sum()) / span_s if span_s > 0 else None,
         "error_rate": float((len(errors)) / len(sent)) if len(sent) else None,
-        "top_errors": {str(k): int(v) for k, v in errors["error"].fillna(errors["status"].astype(str)).value_counts().head(5).items()},
+        "top_errors": {str(k): int(v) for k, v in
+                       errors["error"].fillna("HTTP " + errors["status"].astype("Int64").astype(str)).value_counts().head(5).items()},
     }
     out |= _pcts(sent["latency_ms"], "latency_ms")
     out |= _pcts(done["service_ms"], "service_ms")

@@ -7,7 +7,7 @@ import re
 import psutil
 import pytest
 
-OUR_PROCESS = re.compile(r"raylet|gcs_server|ray::|ray start|prometheus|milvus_lite|llm_server|dashboard", re.I)
+OUR_PROCESS = re.compile(r"raylet|gcs_server|ray::|ray start|prometheus|milvus_lite|llm_server|dashboard|locust|echo_server", re.I)
 
 
 @pytest.fixture(scope="session")

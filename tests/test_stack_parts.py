@@ -106,3 +106,8 @@ def test_status_without_a_stack_exits_1(tmp_path):
 def test_demo_without_a_stack_exits_3(tmp_path):
     r = run_tuner("demo", "--state-dir", str(tmp_path), "--duration", "1")
     assert r.returncode == 3 and "tuner stack up" in r.stderr
+
+
+def test_demo_names_the_scenarios_when_one_is_unknown(tmp_path):
+    r = run_tuner("demo", "--state-dir", str(tmp_path), "--scenario", "nope")
+    assert r.returncode == 2 and "choose one of burst, diurnal" in r.stderr

@@ -103,17 +103,22 @@ def _print_status(parts) -> None:
     console.print(table)
 
 
-@app.command("demo")
+@app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def demo(
+    ctx: typer.Context,
     state_dir: Path = STATE_DIR,
-    duration: float = typer.Option(20.0, "--duration", min=1, max=600, help="seconds of traffic"),
-    rate: float = typer.Option(6.0, "--rate", min=0.1, max=500, help="requests per second over the three routes"),
-    seed: int = typer.Option(1, "--seed"),
+    scenario: str = typer.Option("burst", "--scenario", help="a scenario in scenarios/ (steady, burst, trace_replay, ...)"),
+    duration: float = typer.Option(60.0, "--duration", min=1, max=3600, help="seconds of traffic"),
+    out: Path = typer.Option(Path("runs/loadgen"), "--out", help="folder for the run's records and summary"),
 ) -> None:
-    """Send a burst of real traffic to /rag, /predict and the LoRA route; print percentiles and replicas."""
+    """Drive one Locust scenario against the running stack; print its exact percentiles and Prometheus' view.
+
+    Arguments after the options go to Locust unchanged, e.g. `tuner demo --scenario burst -- --rate 4`."""
     from tuner.demo import run_demo
 
-    run_demo(_stack(state_dir), duration, rate, seed, console)
+    rc = run_demo(_stack(state_dir), scenario, duration, out, list(ctx.args), console)
+    if rc:
+        raise typer.Exit(rc)
 
 
 def main() -> None:

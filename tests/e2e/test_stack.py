@@ -168,6 +168,32 @@ def _live_batch_settings(stack):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def test_burst_scenario_through_tuner_demo(stack, tmp_path):
+    r = tuner("demo", "--state-dir", str(stack.state_dir), "--scenario", "burst", "--duration", "12",
+              "--out", str(tmp_path), "--", "--rate", "1", "--burst-rps", "3", "--burst-first", "3",
+              "--burst-width", "3", "--burst-period", "20", timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Exact percentiles from every request" in r.stdout and "server latency at the Serve proxy" in r.stdout
+    summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
+    assert set(summary["routes"]) == {"/rag", "/predict", "/v1/completions"}
+    assert summary["overall"]["ok"] == summary["overall"]["arrivals"] >= 8
+    assert summary["routes"]["/rag"]["ttft_ms_p50"] > 0
+
+
+def test_trace_replay_sends_prompt_size_and_output_length_through_rag(stack, tmp_path):
+    cmd = [sys.executable, "-m", "locust", "-f", "scenarios/trace_replay.py", "--headless", "-t", "10s",
+           "-H", stack.url, "--out", str(tmp_path), "--speedup", "4", "--rate-scale", "0.1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    from loadgen import records
+    from loadgen.traces import load_trace
+
+    rec = records.load(next(tmp_path.glob("*/records.parquet")))
+    assert len(rec) >= 2 and (rec["status"] == 200).all()
+    # the emulator generated exactly the trace's output length, streamed one delta per token
+    assert rec["output_tokens"].isin(load_trace().output_tokens).all()
+
+
 def test_user_config_batch_change_applies_in_place(stack):
     before = _replicas(stack, "QueryRewriter")
     assert _live_batch_settings(stack) == {"max_batch_size": 16, "batch_wait_timeout_s": 0.005}
