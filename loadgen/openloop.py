@@ -268,7 +268,7 @@ class Collector:
         text = summ.render(summary, summary["generator_health"])
         print(f"\n{text}\nrecords: {self.writer.path} ({self.writer.rows} rows)", file=sys.stdout, flush=True)
         if summary["generator_health"]["saturated"]:
-            log.warning("load generator saturated: %s", "; ".join(summary["generator_health"]["reasons"]))
+            log.warning("load generator fell behind: %s", "; ".join(summary["generator_health"]["reasons"]))
 
 
 class _State:

@@ -101,7 +101,8 @@ def health(df: pd.DataFrame, cpu_by_generator: dict[str, float], max_lag_ms: flo
         cpu = cpu_by_generator.get(gen)
         out[gen] = {"lag_ms_p99": lag_p99, "cpu_pct": cpu, "requests": int(len(g))}
         if lag_p99 > max_lag_ms:
-            reasons.append(f"{gen}: schedule lag p99 {lag_p99:.1f} ms > {max_lag_ms:g} ms")
+            busy = "" if cpu is None or cpu > max_cpu_pct else f" with its own CPU at {cpu:.0f}%: other processes held the CPUs"
+            reasons.append(f"{gen}: schedule lag p99 {lag_p99:.1f} ms > {max_lag_ms:g} ms{busy}")
         if cpu is not None and cpu > max_cpu_pct:
             reasons.append(f"{gen}: CPU {cpu:.0f}% > {max_cpu_pct:g}%")
     return {"generators": out, "saturated": bool(reasons), "reasons": reasons,
@@ -131,6 +132,6 @@ def render(summary: dict, gen_health: dict | None = None) -> str:
         for gen, h in gen_health["generators"].items():
             lines.append(f"generator {gen}: lag p99 {h['lag_ms_p99']:.2f} ms, CPU {_fmt(h['cpu_pct'])}%, {h['requests']} arrivals")
         if gen_health["saturated"]:
-            lines.append("WARNING: the load generator was saturated; latencies include its own delay: "
+            lines.append("WARNING: the load generator fell behind its schedule; latencies include its own delay: "
                          + "; ".join(gen_health["reasons"]))
     return "\n".join(lines)
