@@ -144,7 +144,6 @@ class Generator:
                              error=f"dropped: {self.cap} requests in flight")
                 continue
             self.group.spawn(self._send, client, int(k), row, due)
-        self.group.join(timeout=self.drain_s)
         self.finish()
 
     def _send(self, client, k: int, row: int | None, due: float) -> None:
