@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the project needs, idempotently: a venv with CPU torch 2.13.0 and the
-# project, and Debian's Prometheus when /usr/bin/prometheus is missing.
+# project, and Debian's Prometheus (and wrk, for scripts/bench_loadgen.py) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/prometheus ]; then
+if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/wrk ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus wrk >/dev/null
 fi
 
 PY=$(command -v python3.11 || command -v python3)
