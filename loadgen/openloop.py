@@ -241,6 +241,7 @@ class Collector:
         self.writer = rec.RecordWriter(self.dir / "records.parquet")
         self.env, self.expected = environment, generators
         self.done: dict[str, dict] = {}
+        self.epoch: float | None = None
         self.closed = False
 
     def add(self, data: bytes) -> None:
@@ -262,6 +263,8 @@ class Collector:
         cpu = {g: d["cpu_pct"] for g, d in self.done.items()}
         summary["generator_health"] = summ.health(df, cpu, opts.max_lag_ms, opts.max_cpu)
         summary["records"] = str(self.writer.path)
+        summary["epoch"] = self.epoch  # time 0 of the shape: the load window starts here
+        summary["traffic_seconds"] = traffic_seconds(opts)
         summary["options"] = {k: v for k, v in vars(opts).items() if isinstance(v, (int, float, str, bool, type(None)))}
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         text = summ.render(summary, summary["generator_health"])
@@ -336,6 +339,7 @@ def _test_start(environment, **_kw):
     adapters = opts.adapters or _discover_adapters(environment.host or DEFAULT_HOST, 5.0) or NUM_ADAPTERS
     state.collector = Collector(environment, len(clients))
     epoch = time.time() + LEAD_S
+    state.collector.epoch = epoch
     for index, client in enumerate(clients):
         runner.send_message(PLAN, {"epoch": epoch, "index": index, "count": len(clients),
                                    "seconds": traffic_seconds(opts), "adapters": adapters}, client_id=client)

@@ -26,14 +26,15 @@ def _pcts(values, prefix: str) -> dict[str, float | None]:
     return out
 
 
-def _ok(df: pd.DataFrame) -> pd.Series:
+def ok_mask(df: pd.DataFrame) -> pd.Series:
+    """Arrivals answered with success (sent, finished, no error, status 2xx/3xx)."""
     return (~df["dropped"]) & (~df["unfinished"]) & df["error"].isna() & df["status"].between(200, 399)
 
 
 def _group(df: pd.DataFrame, span_s: float) -> dict:
     sent = df[~df["dropped"]]
     done = sent[~sent["unfinished"]]
-    ok = _ok(df)
+    ok = ok_mask(df)
     itl = np.concatenate([np.empty(0)] + [np.asarray(x, dtype=float) for x in sent["itl_ms"].dropna()])
     errors = sent[~ok[sent.index]]
     out = {
@@ -82,7 +83,7 @@ def windows(df: pd.DataFrame, window_s: float, route: str | None = None) -> pd.D
     rows = []
     for start, g in df.groupby(keys, sort=True):
         sent = g[~g["dropped"]]
-        ok = _ok(g)
+        ok = ok_mask(g)
         row = {"t_s": float(start), "arrivals": len(g), "ok": int(ok.sum()), "dropped": int(g["dropped"].sum()),
                "errors": int(len(sent) - ok.sum() - sent["unfinished"].sum()), "unfinished": int(sent["unfinished"].sum())}
         lat = sent["latency_ms"].dropna().to_numpy()

@@ -101,13 +101,3 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path):
 def test_status_without_a_stack_exits_1(tmp_path):
     r = run_tuner("stack", "status", "--state-dir", str(tmp_path))
     assert r.returncode == 1 and "no stack recorded" in r.stdout
-
-
-def test_demo_without_a_stack_exits_3(tmp_path):
-    r = run_tuner("demo", "--state-dir", str(tmp_path), "--duration", "1")
-    assert r.returncode == 3 and "tuner stack up" in r.stderr
-
-
-def test_demo_names_the_scenarios_when_one_is_unknown(tmp_path):
-    r = run_tuner("demo", "--state-dir", str(tmp_path), "--scenario", "nope")
-    assert r.returncode == 2 and "choose one of burst, diurnal" in r.stderr

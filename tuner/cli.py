@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tuner.errors import TunerError, UsageError
@@ -15,7 +17,8 @@ from tuner.stack_config import StackConfig, StackPorts
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Load-test and tune Ray Serve autoscaling.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Ray + Serve app, LLM emulator, Milvus Lite, Prometheus.")
 app.add_typer(stack_app, name="stack")
-console = Console()
+# Tables are wide; a pipe or CI log gets a width that fits them rather than the 80 columns default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 STATE_DIR = typer.Option(Path(".tuner/stack"), "--state-dir", help="folder for the stack's PIDs, logs and data")
 
@@ -103,22 +106,54 @@ def _print_status(parts) -> None:
     console.print(table)
 
 
-@app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def demo(
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
     ctx: typer.Context,
+    config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="Serve config to deploy"),
+    scenario: str = typer.Option("burst", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
+    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95[/rag]<800ms,error_rate<1%'"),
+    duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of measured load"),
+    out: Path = typer.Option(..., "--out", help="folder for result.json, records and series"),
+    warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured"),
+    repeat: int = typer.Option(1, "--repeat", min=1, max=50, help="run the trial N times and report the spread"),
+    seed: int = typer.Option(0, "--seed", help="seed of arrivals and request mix"),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
+    settle_timeout: float = typer.Option(300.0, "--settle-timeout", min=10, help="seconds to wait for deploy and replicas"),
+    stack_up: bool = typer.Option(False, "--stack-up", help="start the stack first if it is not running"),
+    force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
     state_dir: Path = STATE_DIR,
-    scenario: str = typer.Option("burst", "--scenario", help="a scenario in scenarios/ (steady, burst, trace_replay, ...)"),
-    duration: float = typer.Option(60.0, "--duration", min=1, max=3600, help="seconds of traffic"),
-    out: Path = typer.Option(Path("runs/loadgen"), "--out", help="folder for the run's records and summary"),
 ) -> None:
-    """Drive one Locust scenario against the running stack; print its exact percentiles and Prometheus' view.
+    """One trial: deploy the config, drive the scenario, read Prometheus, judge the target.
 
-    Arguments after the options go to Locust unchanged, e.g. `tuner demo --scenario burst -- --rate 4`."""
-    from tuner.demo import run_demo
+    Options the command does not know go to the scenario, e.g. `--rate 4 --burst-rps 10`.
+    Exit 0 target met, 1 missed, 2 usage error, 3 could not measure."""
+    from tuner import cost, deploy, trial
+    from tuner.run_view import PhaseProgress, print_result
+    from tuner.target import parse_target
 
-    rc = run_demo(_stack(state_dir), scenario, duration, out, list(ctx.args), console)
-    if rc:
-        raise typer.Exit(rc)
+    tgt = parse_target(target)
+    serve_config = deploy.load_serve_config(config)
+    price_table = cost.load_prices(prices)
+    path = trial.scenario_path(scenario)
+    info = trial.check_scenario(path, duration, list(ctx.args))
+    trial.prepare_out(out, force)
+    stack = _stack(state_dir)
+    if stack_up and not stack.running():
+        from tuner.stack import Stack
+
+        stack = Stack(_stack_config(state_dir, config))
+        stack.up(log=console.print)
+    spec = trial.TrialSpec(serve_config=serve_config, config_path=config, scenario=path,
+                           scenario_args=tuple(ctx.args), target=tgt, duration_s=duration, out=out,
+                           prices=price_table, warmup_s=warmup, seed=seed, settle_timeout_s=settle_timeout,
+                           scenario_info=info)
+    try:
+        with PhaseProgress(console) as progress:
+            result = trial.run_repeated(stack, spec, repeat, progress)
+    finally:
+        console.print(f"results in {out}/ (result.json)")
+    print_result(result, console)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:
@@ -127,8 +162,11 @@ def main() -> None:
     try:
         app()
     except TunerError as e:
-        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise SystemExit(e.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: what was recorded is kept (marked partial)", soft_wrap=True)
+        raise SystemExit(130)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,84 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout_s: float, hea
             return details
         time.sleep(1)
     raise StackError(f"applications not RUNNING after {timeout_s:.0f}s: {last}")
+
+
+def start_replicas(serve_config: dict) -> dict[str, int]:
+    """Replicas each deployment starts a trial with: num_replicas, or the autoscaler's
+    initial_replicas (else min_replicas), keyed `application/deployment`."""
+    from tuner.cost import app_name, deployment_key
+
+    out = {}
+    for app in serve_config.get("applications") or []:
+        for dep in app.get("deployments") or []:
+            auto = dep.get("autoscaling_config")
+            n = dep.get("num_replicas")
+            n = 1 if n is None else n
+            if auto or n == "auto":
+                auto = auto or {}
+                n = auto.get("initial_replicas")
+                n = auto.get("min_replicas", 1) if n is None else n
+            out[deployment_key(app_name(app), dep["name"])] = int(n)
+    return out
+
+
+def pinned(serve_config: dict) -> dict:
+    """The config with every autoscaled deployment held at its starting replica count.
+
+    Deploying this and then the config itself gives each trial the same start: Serve resets
+    an autoscaled deployment to initial_replicas, with fresh autoscaler state, whenever its
+    config changes. The hold narrows the autoscaling bounds rather than removing
+    autoscaling_config: Serve counts the set of autoscaling policies in an application's
+    code version, so removing one would restart every replica of the application."""
+    import copy
+
+    from tuner.cost import app_name, deployment_key
+
+    out = copy.deepcopy(serve_config)
+    start = start_replicas(serve_config)
+    for app in out.get("applications") or []:
+        for dep in app.get("deployments") or []:
+            n = start[deployment_key(app_name(app), dep["name"])]
+            if isinstance(dep.get("autoscaling_config"), dict):
+                dep["autoscaling_config"] |= {"min_replicas": n, "initial_replicas": n, "max_replicas": max(n, 1)}
+            elif dep.get("num_replicas") == "auto":
+                dep["num_replicas"] = n
+    return out
+
+
+def running_replicas(details: dict) -> dict[str, dict]:
+    """Per deployment: status, target and RUNNING replica ids, from Serve's status document."""
+    from tuner.cost import deployment_key
+
+    out = {}
+    for app_name, app in (details.get("applications") or {}).items():
+        for name, dep in (app.get("deployments") or {}).items():
+            out[deployment_key(app_name, name)] = {
+                "status": dep.get("status"), "target": dep.get("target_num_replicas"),
+                "running": sorted(r["replica_id"] for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")}
+    return out
+
+
+def wait_settled(dashboard_url: str, expected: dict[str, int], timeout_s: float, stable_s: float = 2.0,
+                 headers: dict | None = None) -> dict[str, dict]:
+    """Wait until every deployment is HEALTHY with exactly its expected RUNNING replicas, and
+    has stayed so for `stable_s`; returns the replica view."""
+    deadline = time.monotonic() + timeout_s
+    since, view = None, {}
+    while time.monotonic() < deadline:
+        try:
+            view = running_replicas(serve_details(dashboard_url, headers))
+        except httpx.HTTPError:
+            view = {}
+        ok = all(key in view and view[key]["status"] == "HEALTHY" and len(view[key]["running"]) == n
+                 for key, n in expected.items())
+        if ok:
+            since = since or time.monotonic()
+            if time.monotonic() - since >= stable_s:
+                return view
+        else:
+            since = None
+        time.sleep(0.5)
+    off = {k: (len(view.get(k, {}).get("running", [])), n) for k, n in expected.items()
+           if len(view.get(k, {}).get("running", [])) != n or view.get(k, {}).get("status") != "HEALTHY"}
+    raise StackError(f"replicas did not settle in {timeout_s:.0f}s (running, expected): {off}")

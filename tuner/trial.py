@@ -1,0 +1,369 @@
+"""The real backend: one trial on the running stack.
+
+check (scenario options, stack, Prometheus) -> deploy (pin autoscaled deployments at their
+starting replicas, then the config itself: the same start for every trial, in place where
+only tunable fields changed) -> settle -> warm up (the scenario's first seconds, not
+measured) -> load (Locust headless, open loop) -> collect (records + Prometheus) -> verdict.
+Everything recorded is written under the output folder, also when a later phase fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from loadgen import records as rec
+from tuner import deploy
+from tuner.collect import collect
+from tuner.cost import Prices, app_name, deployment_resources, trial_cost
+from tuner.errors import StackError, UsageError
+from tuner.prometheus import Prometheus
+from tuner.result import (ClauseVerdict, ConfigInfo, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
+                          TargetResult, TrialResult, Window, combine_repeats, load_result, route_from_summary,
+                          verdict_status, write_result)
+from tuner.target import Target, client_value, without_lag
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+class Reporter(Protocol):
+    """Where a trial reports its progress (the CLI's progress bar, or nothing)."""
+
+    def phase(self, name: str, seconds: float | None) -> None: ...
+
+    def tick(self, elapsed_s: float) -> None: ...
+
+
+class Silent:
+    """A reporter that shows nothing."""
+
+    def phase(self, name: str, seconds: float | None) -> None:
+        pass
+
+    def tick(self, elapsed_s: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs, validated at the edge (the CLI)."""
+
+    serve_config: dict
+    config_path: Path | None
+    scenario: Path
+    scenario_args: tuple[str, ...]
+    target: Target
+    duration_s: float
+    out: Path
+    prices: Prices
+    warmup_s: float = 0.0
+    seed: int = 0
+    settle_timeout_s: float = 300.0
+    scenario_info: dict = field(default_factory=dict)
+
+
+def scenario_path(name_or_path: str) -> Path:
+    """A scenario by path, or by name in scenarios/ (UsageError naming the choices)."""
+    p = Path(name_or_path)
+    if p.suffix == ".py":
+        if not p.is_file():
+            raise UsageError(f"--scenario: {p} does not exist")
+        return p
+    path = SCENARIOS / f"{name_or_path}.py"
+    if not path.is_file():
+        names = ", ".join(sorted(x.stem for x in SCENARIOS.glob("*.py")))
+        raise UsageError(f"--scenario: no scenario {name_or_path!r}; choose one of {names}, or a path to a locustfile")
+    return path
+
+
+def check_scenario(path: Path, seconds: float, args: list[str]) -> dict:
+    """Validate scenario options as Locust and the scenario would (UsageError with their message)."""
+    r = subprocess.run([sys.executable, "-m", "loadgen.check", str(path), "-t", f"{seconds:g}s", *args],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        lines = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+        raise UsageError((lines[-1][7:] if lines else r.stderr.strip()[-300:]) + f" (scenario {path.name})")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def config_hash(serve_config: dict) -> str:
+    """sha256 of the config's canonical JSON: equal configs hash equal whatever the YAML layout."""
+    return hashlib.sha256(json.dumps(serve_config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def max_lag_ms(target: Target) -> float:
+    """How late the generator may send before it counts as saturated: a tenth of the tightest
+    latency bound (a lag that small cannot move a verdict by more than that), else 100 ms."""
+    bounds = target.latency_bounds_ms()
+    return max(10.0, 0.1 * min(bounds)) if bounds else 100.0
+
+
+def deploy_for_trial(stack, serve_config: dict, timeout_s: float) -> dict:
+    """Deploy so the trial starts from the config's starting replicas with fresh autoscaler
+    state; returns whether any replica was restarted and the replica view."""
+    url, headers = stack.dashboard_url, stack.dashboard_headers()
+    apps = [app_name(a) for a in serve_config["applications"]]
+    try:
+        before = deploy.running_replicas(deploy.serve_details(url, headers))
+    except Exception as e:  # noqa: BLE001 - any failure to read means the dashboard is not usable
+        raise StackError(f"cannot read Serve's status from {url}: {e}") from e
+    expected = deploy.start_replicas(serve_config)
+    for cfg in (deploy.pinned(serve_config), serve_config):
+        deploy.deploy(url, cfg, headers)
+        deploy.wait_running(url, apps, timeout_s, headers)
+        view = deploy.wait_settled(url, expected, timeout_s, headers=headers)
+    restarted = any(set(v["running"]) - set(before.get(k, {}).get("running", [])) for k, v in view.items())
+    return {"restarted": restarted, "replicas": {k: len(v["running"]) for k, v in view.items()}}
+
+
+def run_locust(spec: TrialSpec, host: str, seconds: float, out: Path, log: Path, extra: list[str],
+               report: Reporter) -> tuple[int, Path | None]:
+    """Run the scenario headless for `seconds`; Locust's exit code and its run folder."""
+    cmd = [sys.executable, "-m", "locust", "-f", str(spec.scenario), "--headless", "-t", f"{seconds:g}s",
+           "-H", host, "--out", str(out), "--only-summary", "--seed", str(spec.seed), *extra, *spec.scenario_args]
+    with open(log, "ab") as f:
+        f.write(f"$ {' '.join(cmd[1:])}\n".encode())
+        f.flush()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        t0 = time.monotonic()
+        try:
+            while proc.poll() is None:
+                report.tick(time.monotonic() - t0)
+                time.sleep(0.25)
+        finally:
+            if proc.poll() is None:  # interrupted: stop Locust so it writes what it has
+                proc.terminate()
+                proc.wait(60)
+        rc = proc.returncode
+    runs = sorted(out.glob("*/records.parquet"))
+    return rc, runs[-1].parent if runs else None
+
+
+def versions(prom: Prometheus) -> dict[str, str]:
+    """Versions of everything that shapes a measurement."""
+    out = {"python": platform.python_version()}
+    for pkg in ("ray", "locust", "rayserve-tuner"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        if commit:
+            out["commit"] = commit
+    except OSError:
+        pass
+    out["prometheus"] = prom.build_version() or "unknown"
+    return out
+
+
+def run_trial(stack, spec: TrialSpec, report: Reporter = Silent()) -> TrialResult:
+    """Run one trial and write result.json (and the records and series) under spec.out."""
+    out = spec.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve_config.yaml").write_text(yaml.safe_dump(spec.serve_config, sort_keys=False))
+    timings: dict[str, float] = {}
+    prom = Prometheus(stack.prometheus_url)
+    result = TrialResult(
+        backend="real", status="unmeasured",
+        config=ConfigInfo(path=str(spec.config_path) if spec.config_path else None,
+                          hash=config_hash(spec.serve_config), serve_config=spec.serve_config),
+        scenario=ScenarioInfo(name=spec.scenario.stem, path=str(spec.scenario), options=list(spec.scenario_args),
+                              duration_s=spec.duration_s, warmup_s=spec.warmup_s, seed=spec.seed,
+                              expected_arrivals=spec.scenario_info.get("expected_arrivals"),
+                              peak_rps=spec.scenario_info.get("peak_rps")),
+        target=TargetResult(text=spec.target.text, clauses=[]),
+        files={"serve_config": "serve_config.yaml"})
+    try:
+        _measure(stack, spec, prom, result, timings, report)
+    except BaseException as e:  # recorded so far is kept, marked partial, whatever stopped the trial
+        result.status, result.partial = "unmeasured", True
+        result.reasons.append(str(e) if isinstance(e, Exception) and str(e) else f"stopped: {type(e).__name__}")
+        raise
+    finally:
+        result.timings_s = {k: round(v, 2) for k, v in timings.items()}
+        write_result(out / "result.json", result)
+    return result
+
+
+def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timings: dict, report: Reporter) -> None:
+    out, t = spec.out, time.perf_counter()
+    report.phase("check", None)
+    if not stack.running():
+        raise StackError(f"no stack is running from {stack.state_dir}: run `tuner stack up` or pass --stack-up")
+    if not prom.ready():
+        raise StackError(f"Prometheus is not answering at {stack.prometheus_url}")
+    running_http = deploy.http_endpoint(stack.read_state().get("serve_config") or {})
+    if deploy.http_endpoint(spec.serve_config) != running_http:
+        raise UsageError(f"http_options {deploy.http_endpoint(spec.serve_config)} differ from the running stack's "
+                         f"{running_http}: Serve cannot move its proxy; restart the stack with this config")
+    result.versions = versions(prom)
+    timings["check"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report.phase("deploy", None)
+    deployed = deploy_for_trial(stack, spec.serve_config, spec.settle_timeout_s)
+    timings["deploy"] = time.perf_counter() - t
+    result.reasons.append("replicas were restarted by this deploy" if deployed["restarted"]
+                          else "in-place update: no replica restarted")
+
+    host = stack.serve_url(spec.serve_config)
+    lag = [] if any(a.startswith("--max-lag-ms") for a in spec.scenario_args) else ["--max-lag-ms", f"{max_lag_ms(spec.target):g}"]
+    log = out / "locust.log"
+    if spec.warmup_s > 0:
+        t = time.perf_counter()
+        report.phase("warmup", spec.warmup_s)
+        run_locust(spec, host, spec.warmup_s, out / "warmup", log, lag, report)
+        timings["warmup"] = time.perf_counter() - t
+        result.files["warmup"] = "warmup"
+
+    t = time.perf_counter()
+    report.phase("load", spec.duration_s)
+    rc, run_dir = run_locust(spec, host, spec.duration_s, out / "load", log, lag, report)
+    timings["load"] = time.perf_counter() - t
+    result.files["locust_log"] = "locust.log"
+    if rc == 2:
+        raise UsageError(f"the scenario refused its options; see {log}")
+    if run_dir is None:
+        raise StackError(f"Locust wrote no records (exit {rc}); see {log}")
+    for name, dest in (("records.parquet", "records.parquet"), ("summary.json", "client_summary.json")):
+        if (run_dir / name).exists():
+            shutil.move(str(run_dir / name), out / dest)
+    shutil.rmtree(out / "load", ignore_errors=True)
+    result.files["records"] = "records.parquet"
+    summary = json.loads((out / "client_summary.json").read_text())
+    result.files["client_summary"] = "client_summary.json"
+    records = rec.load(out / "records.parquet")
+    start = float(summary["epoch"])
+    end = start + float(summary["traffic_seconds"])
+    drained = float(records["end"].max()) if records["end"].notna().any() else end
+    result.window = Window(start=start, end=end, drained=drained)
+    result.overall = route_from_summary(summary["overall"])
+    result.routes = {r: route_from_summary(g) for r, g in summary["routes"].items()}
+    gh = summary["generator_health"]
+    gens = list(gh["generators"].values())
+    result.generator = GeneratorHealth(
+        saturated=gh["saturated"], reasons=gh["reasons"], limits=gh["limits"],
+        lag_ms_p99=max((g["lag_ms_p99"] for g in gens), default=None),
+        cpu_pct=max((g["cpu_pct"] for g in gens if g["cpu_pct"] is not None), default=None))
+
+    t = time.perf_counter()
+    report.phase("collect", None)
+    cfg = stack.cfg
+    # Serve flushes every 0.1 s, Ray exports every report interval, Prometheus scrapes: wait for all three.
+    flush = cfg.ray_metrics_report_ms / 1000 + 2 * cfg.scrape_interval_s + 1
+    at = max(drained, end) + flush
+    time.sleep(max(0.0, at - time.time()))
+    result.window.collected_at = at
+    rate_window = f"{max(5, int(4 * cfg.scrape_interval_s + cfg.ray_metrics_report_ms / 1000))}s"
+    server = collect(prom, spec.target, start, end, at, cfg.scrape_interval_s, rate_window,
+                     series_from=start - spec.warmup_s - 5)
+    server.series.to_parquet(out / "series.parquet", index=False)
+    result.files["series"] = "series.parquet"
+    _attach_server(result, server)
+    result.replicas = {k: [(round(ts - start, 3), v) for ts, v in tl] for k, tl in server.replicas.items()}
+    result.cost = trial_cost(server.replicas, deployment_resources(spec.serve_config), spec.prices, start, end)
+    timings["collect"] = time.perf_counter() - t
+
+    result.target.clauses = [
+        ClauseVerdict(clause=c, client=(v := client_value(c, records, spec.duration_s)),
+                      server=server.clause_values.get(c.text), passed=c.holds(v), margin=c.margin(v))
+        for c in spec.target.clauses]
+    missing = sorted(set(deployment_resources(spec.serve_config)) - set(server.replicas))
+    problems = [f"no replica series from Prometheus for {', '.join(missing)}"] if missing else []
+    problems += _generator_problems(result, records, spec)
+    if rc not in (0, 1):
+        problems.append(f"Locust exited {rc}; see locust.log")
+    result.reasons.extend(problems)
+    result.status = "unmeasured" if problems else verdict_status(result.target.clauses)
+
+
+def _generator_problems(result: TrialResult, records, spec: TrialSpec) -> list[str]:
+    """Whether the generator's own delays make the trial unmeasured.
+
+    A busy generator (CPU over its limit) cannot time anything. A generator that only sent
+    late adds its lag to every latency it records; when judging the records with that lag
+    removed gives the same verdict for every clause, the lag did not decide the trial and it
+    stands (with a note); otherwise it is unmeasured."""
+    g = result.generator
+    if not g.saturated:
+        return []
+    why = "; ".join(g.reasons)
+    if g.cpu_pct is not None and g.cpu_pct > g.limits.get("max_cpu_pct", 100):
+        return [f"load generator saturated: {why}"]
+    on_time = without_lag(records)
+    flipped = [c.text for c in spec.target.clauses
+               if c.holds(client_value(c, records, spec.duration_s)) != c.holds(client_value(c, on_time, spec.duration_s))]
+    if flipped:
+        return [f"load generator fell behind and its lag decides {', '.join(flipped)}: {why}"]
+    result.reasons.append(f"load generator fell behind ({why}); without its lag every clause has the same verdict")
+    return []
+
+
+def _attach_server(result: TrialResult, server) -> None:
+    def pct(d: dict) -> Percentiles:
+        return Percentiles(**(d.get("latency") or {}))
+
+    for route, r in result.routes.items():
+        s = server.routes.get(route)
+        if s:
+            r.server_latency_ms = pct(s)
+            r.server_requests = s.get("requests")
+            r.server_error_rate = s["failed"] / s["requests"] if s.get("requests") else None
+    o: RouteResult = result.overall
+    o.server_latency_ms = pct(server.overall)
+    o.server_requests = server.overall.get("requests")
+    o.server_error_rate = (server.overall["failed"] / server.overall["requests"]) if server.overall.get("requests") else None
+    result.deployments = server.deployments
+
+
+class _Numbered:
+    def __init__(self, inner: Reporter, i: int, count: int):
+        self.inner, self.suffix = inner, f" ({i}/{count})"
+
+    def phase(self, name: str, seconds: float | None) -> None:
+        self.inner.phase(name + self.suffix, seconds)
+
+    def tick(self, elapsed_s: float) -> None:
+        self.inner.tick(elapsed_s)
+
+
+def prepare_out(out: Path, force: bool) -> None:
+    """Refuse to mix a new trial into an earlier one's folder unless --force."""
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"--out {out} already holds files; choose another folder or pass --force")
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_repeated(stack, spec: TrialSpec, count: int, report: Reporter = Silent()) -> TrialResult:
+    """Run the trial `count` times (same seed: the spread is the system's own noise) into
+    repeat-N/ folders, and write the combined result.json (medians, with their spread)."""
+    if count == 1:
+        return run_trial(stack, spec, report)
+    results = []
+    for i in range(1, count + 1):
+        try:
+            results.append(run_trial(stack, replace(spec, out=spec.out / f"repeat-{i}"), _Numbered(report, i, count)))
+        except StackError:
+            results.append(load_result(spec.out / f"repeat-{i}" / "result.json"))
+            break
+    combined = combine_repeats(results, [f"repeat-{i}" for i in range(1, len(results) + 1)])
+    write_result(spec.out / "result.json", combined)
+    if len(results) < count:
+        raise StackError(f"repeat {len(results)} of {count} could not be measured: {results[-1].reasons[-1]}")
+    return combined
