@@ -68,7 +68,7 @@ def main() -> None:
     report["in_place"] = {"deploy_s": [r.timings_s["deploy"] for r in runs],
                           "collect_s": [r.timings_s["collect"] for r in runs],
                           "overhead_s": [round(overhead(r), 1) for r in runs],
-                          "restarted": [r.reasons[0] for r in runs]}
+                          "started": [r.deploy.started for r in runs], "replaced": [r.deploy.replaced for r in runs]}
 
     # A fresh deploy: different ray_actor_options restart the replicas of those deployments.
     cfg = yaml.safe_load(args.config.read_text())
@@ -83,7 +83,7 @@ def main() -> None:
         rc, _ = tuner_run(path, args.out / label, args, 1)
         r = load_result(args.out / label / "result.json")
         report[label] = {"deploy_s": r.timings_s["deploy"], "overhead_s": round(overhead(r), 1),
-                         "restarted": r.reasons[0], "status": r.status}
+                         "replaced": len(r.deploy.replaced), "started": r.deploy.started, "status": r.status}
 
     (args.out / "bench_trial.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -66,3 +66,10 @@ def test_no_stack_exits_3_and_keeps_a_partial_result(tmp_path):
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["status"] == "unmeasured" and result["partial"] is True
     assert result["target"]["text"] == "p99<1s" and "tuner stack up" in result["reasons"][-1]
+
+
+@pytest.mark.parametrize("command", [["run"], ["stack", "up"], ["stack", "down"], ["stack", "status"]])
+def test_help_renders(command):
+    r = subprocess.run([sys.executable, "-m", "tuner.cli", *command, "--help"], capture_output=True, text=True,
+                       timeout=60, env={"COLUMNS": "120", "PATH": ""})
+    assert r.returncode == 0 and "Usage" in r.stdout and "Traceback" not in r.stderr, r.stderr[-2000:]

@@ -111,7 +111,7 @@ def run(
     ctx: typer.Context,
     config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="Serve config to deploy"),
     scenario: str = typer.Option("burst", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
-    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95[/rag]<800ms,error_rate<1%'"),
+    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95\\[/rag]<800ms,error_rate<1%'"),
     duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of measured load"),
     out: Path = typer.Option(..., "--out", help="folder for result.json, records and series"),
     warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured"),

@@ -116,6 +116,15 @@ class Window(BaseModel):
     collected_at: float | None = Field(None, description="the instant the server figures were evaluated at")
 
 
+class DeployInfo(BaseModel):
+    """What deploying the config did before the load (real trials)."""
+
+    replaced: list[str] = Field(description="deployments whose replicas were all replaced (new actors needed)")
+    started: int = Field(description="replicas started to reach the starting counts")
+    stopped: int = Field(description="replicas stopped to reach the starting counts")
+    replicas: dict[str, int] = Field(description="replicas per deployment when the trial began")
+
+
 class Spread(BaseModel):
     values: list[float | None]
     median: float | None
@@ -148,6 +157,7 @@ class TrialResult(BaseModel):
     cost: Cost | None = None
     replicas: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
     generator: GeneratorHealth | None = None
+    deploy: DeployInfo | None = None
     timings_s: dict[str, float] = Field(default_factory=dict, description="phases: check, deploy, warmup, load, collect")
     versions: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="relative to this file")

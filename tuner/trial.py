@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +30,7 @@ from tuner.collect import collect
 from tuner.cost import Prices, app_name, deployment_resources, trial_cost
 from tuner.errors import StackError, UsageError
 from tuner.prometheus import Prometheus
-from tuner.result import (ClauseVerdict, ConfigInfo, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
+from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
                           TargetResult, TrialResult, Window, combine_repeats, load_result, route_from_summary,
                           verdict_status, write_result)
 from tuner.target import Target, client_value, without_lag
@@ -111,7 +112,8 @@ def max_lag_ms(target: Target) -> float:
 
 def deploy_for_trial(stack, serve_config: dict, timeout_s: float) -> dict:
     """Deploy so the trial starts from the config's starting replicas with fresh autoscaler
-    state; returns whether any replica was restarted and the replica view."""
+    state; returns the deployments whose replicas were all replaced (a change that needs new
+    actors), how many replicas started and stopped, and the replica counts."""
     url, headers = stack.dashboard_url, stack.dashboard_headers()
     apps = [app_name(a) for a in serve_config["applications"]]
     try:
@@ -123,8 +125,11 @@ def deploy_for_trial(stack, serve_config: dict, timeout_s: float) -> dict:
         deploy.deploy(url, cfg, headers)
         deploy.wait_running(url, apps, timeout_s, headers)
         view = deploy.wait_settled(url, expected, timeout_s, headers=headers)
-    restarted = any(set(v["running"]) - set(before.get(k, {}).get("running", [])) for k, v in view.items())
-    return {"restarted": restarted, "replicas": {k: len(v["running"]) for k, v in view.items()}}
+    old = {k: set(before.get(k, {}).get("running", [])) for k in view}
+    new = {k: set(v["running"]) for k, v in view.items()}
+    return {"replaced": sorted(k for k in view if old[k] and new[k] and not old[k] & new[k]),
+            "started": sum(len(new[k] - old[k]) for k in view), "stopped": sum(len(old[k] - new[k]) for k in view),
+            "replicas": {k: len(v) for k, v in new.items()}}
 
 
 def run_locust(spec: TrialSpec, host: str, seconds: float, out: Path, log: Path, extra: list[str],
@@ -198,9 +203,43 @@ def run_trial(stack, spec: TrialSpec, report: Reporter = Silent()) -> TrialResul
     return result
 
 
+@contextmanager
+def _phase(name: str, seconds: float | None, report: Reporter, timings: dict[str, float]):
+    report.phase(name, seconds)
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - t
+
+
 def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timings: dict, report: Reporter) -> None:
-    out, t = spec.out, time.perf_counter()
-    report.phase("check", None)
+    with _phase("check", None, report, timings):
+        _check(stack, spec, prom)
+        result.versions = versions(prom)
+    with _phase("deploy", None, report, timings):
+        deployed = deploy_for_trial(stack, spec.serve_config, spec.settle_timeout_s)
+    result.deploy = DeployInfo(**deployed)
+    moved = f"{deployed['started']} replicas started, {deployed['stopped']} stopped to reach the starting counts"
+    result.reasons.append(f"deploy replaced every replica of {', '.join(deployed['replaced'])}; {moved}"
+                          if deployed["replaced"] else f"deploy in place; {moved}")
+    host, log = stack.serve_url(spec.serve_config), spec.out / "locust.log"
+    given = any(a.startswith("--max-lag-ms") for a in spec.scenario_args)
+    extra = [] if given else ["--max-lag-ms", f"{max_lag_ms(spec.target):g}"]
+    result.files["locust_log"] = "locust.log"
+    if spec.warmup_s > 0:
+        with _phase("warmup", spec.warmup_s, report, timings):
+            run_locust(spec, host, spec.warmup_s, spec.out / "warmup", log, extra, report)
+        result.files["warmup"] = "warmup"
+    with _phase("load", spec.duration_s, report, timings):
+        rc, run_dir = run_locust(spec, host, spec.duration_s, spec.out / "load", log, extra, report)
+    records = _keep_client_side(result, spec.out, rc, run_dir, log)
+    with _phase("collect", None, report, timings):
+        server = _collect_server(stack, spec, prom, result)
+    _judge(result, spec, records, server, rc)
+
+
+def _check(stack, spec: TrialSpec, prom: Prometheus) -> None:
     if not stack.running():
         raise StackError(f"no stack is running from {stack.state_dir}: run `tuner stack up` or pass --stack-up")
     if not prom.ready():
@@ -209,31 +248,10 @@ def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timi
     if deploy.http_endpoint(spec.serve_config) != running_http:
         raise UsageError(f"http_options {deploy.http_endpoint(spec.serve_config)} differ from the running stack's "
                          f"{running_http}: Serve cannot move its proxy; restart the stack with this config")
-    result.versions = versions(prom)
-    timings["check"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    report.phase("deploy", None)
-    deployed = deploy_for_trial(stack, spec.serve_config, spec.settle_timeout_s)
-    timings["deploy"] = time.perf_counter() - t
-    result.reasons.append("replicas were restarted by this deploy" if deployed["restarted"]
-                          else "in-place update: no replica restarted")
 
-    host = stack.serve_url(spec.serve_config)
-    lag = [] if any(a.startswith("--max-lag-ms") for a in spec.scenario_args) else ["--max-lag-ms", f"{max_lag_ms(spec.target):g}"]
-    log = out / "locust.log"
-    if spec.warmup_s > 0:
-        t = time.perf_counter()
-        report.phase("warmup", spec.warmup_s)
-        run_locust(spec, host, spec.warmup_s, out / "warmup", log, lag, report)
-        timings["warmup"] = time.perf_counter() - t
-        result.files["warmup"] = "warmup"
-
-    t = time.perf_counter()
-    report.phase("load", spec.duration_s)
-    rc, run_dir = run_locust(spec, host, spec.duration_s, out / "load", log, lag, report)
-    timings["load"] = time.perf_counter() - t
-    result.files["locust_log"] = "locust.log"
+def _keep_client_side(result: TrialResult, out: Path, rc: int, run_dir: Path | None, log: Path):
+    """Move Locust's records and summary into `out`; fill the window, routes and generator health."""
     if rc == 2:
         raise UsageError(f"the scenario refused its options; see {log}")
     if run_dir is None:
@@ -242,9 +260,8 @@ def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timi
         if (run_dir / name).exists():
             shutil.move(str(run_dir / name), out / dest)
     shutil.rmtree(out / "load", ignore_errors=True)
-    result.files["records"] = "records.parquet"
+    result.files |= {"records": "records.parquet", "client_summary": "client_summary.json"}
     summary = json.loads((out / "client_summary.json").read_text())
-    result.files["client_summary"] = "client_summary.json"
     records = rec.load(out / "records.parquet")
     start = float(summary["epoch"])
     end = start + float(summary["traffic_seconds"])
@@ -258,25 +275,29 @@ def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timi
         saturated=gh["saturated"], reasons=gh["reasons"], limits=gh["limits"],
         lag_ms_p99=max((g["lag_ms_p99"] for g in gens), default=None),
         cpu_pct=max((g["cpu_pct"] for g in gens if g["cpu_pct"] is not None), default=None))
+    return records
 
-    t = time.perf_counter()
-    report.phase("collect", None)
-    cfg = stack.cfg
+
+def _collect_server(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult):
+    """Wait until Prometheus holds the whole window, then read it; fills server figures and cost."""
+    cfg, w = stack.cfg, result.window
     # Serve flushes every 0.1 s, Ray exports every report interval, Prometheus scrapes: wait for all three.
     flush = cfg.ray_metrics_report_ms / 1000 + 2 * cfg.scrape_interval_s + 1
-    at = max(drained, end) + flush
+    at = max(w.drained or w.end, w.end) + flush
     time.sleep(max(0.0, at - time.time()))
-    result.window.collected_at = at
+    w.collected_at = at
     rate_window = f"{max(5, int(4 * cfg.scrape_interval_s + cfg.ray_metrics_report_ms / 1000))}s"
-    server = collect(prom, spec.target, start, end, at, cfg.scrape_interval_s, rate_window,
-                     series_from=start - spec.warmup_s - 5)
-    server.series.to_parquet(out / "series.parquet", index=False)
+    server = collect(prom, spec.target, w.start, w.end, at, cfg.scrape_interval_s, rate_window,
+                     series_from=w.start - spec.warmup_s - 5)
+    server.series.to_parquet(spec.out / "series.parquet", index=False)
     result.files["series"] = "series.parquet"
     _attach_server(result, server)
-    result.replicas = {k: [(round(ts - start, 3), v) for ts, v in tl] for k, tl in server.replicas.items()}
-    result.cost = trial_cost(server.replicas, deployment_resources(spec.serve_config), spec.prices, start, end)
-    timings["collect"] = time.perf_counter() - t
+    result.replicas = {k: [(round(ts - w.start, 3), v) for ts, v in tl] for k, tl in server.replicas.items()}
+    result.cost = trial_cost(server.replicas, deployment_resources(spec.serve_config), spec.prices, w.start, w.end)
+    return server
 
+
+def _judge(result: TrialResult, spec: TrialSpec, records, server, rc: int) -> None:
     result.target.clauses = [
         ClauseVerdict(clause=c, client=(v := client_value(c, records, spec.duration_s)),
                       server=server.clause_values.get(c.text), passed=c.holds(v), margin=c.margin(v))
