@@ -186,10 +186,10 @@ def test_combine_takes_medians_and_the_median_p99_repeat():
     sp = out.repeat.spread
     assert sp["client p99"].values == [300.0, 100.0, 200.0] and sp["client p99"].median == 200.0
     assert sp["client p99"].cv == pytest.approx(100.0 / 200.0)  # sample stdev / mean
-    assert sp["p99[/rag]"].median == 450.0
-    assert sp["p99[/rag]"].cv == pytest.approx(statistics.stdev([600, 400, 450]) / statistics.mean([600, 400, 450]))
-    assert sp["server p99[/rag]"].values == [550.0, 380.0, None]
-    assert sp["error_rate"].values == [0.02, 0.0, 0.005]
+    assert sp["target p99[/rag]"].median == 450.0
+    assert sp["target p99[/rag]"].cv == pytest.approx(statistics.stdev([600, 400, 450]) / statistics.mean([600, 400, 450]))
+    assert sp["target p99[/rag] (server)"].values == [550.0, 380.0, None]
+    assert sp["target error_rate"].values == [0.02, 0.0, 0.005]
     assert sp["server p99"].median == pytest.approx(160.0)
     assert sp["cost"].values == [None, None, None] and sp["cost"].median is None
     # the inputs are untouched

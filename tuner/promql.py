@@ -25,6 +25,10 @@ def _ok(route: str | None) -> str:
     return _routes(route) + ',status_code=~"[23].."'
 
 
+def _per_deployment(series: str) -> str:
+    return f"sum by ({_DEPLOYMENT}) ({series})"
+
+
 def _failed(route: str | None) -> str:
     return _routes(route) + ',status_code!~"[23].."'
 
@@ -78,12 +82,12 @@ def deployment_latency_quantile_ms(q: float, window: str) -> str:
 
 def replicas_by_deployment() -> str:
     """Healthy replicas per (application, deployment), as the Serve controller reports them."""
-    return f"sum by ({_DEPLOYMENT}) (ray_serve_deployment_replica_healthy)"
+    return _per_deployment("ray_serve_deployment_replica_healthy")
 
 
 def target_replicas_by_deployment() -> str:
     """The replica count Serve's autoscaler is steering each deployment to."""
-    return f"sum by ({_DEPLOYMENT}) (ray_serve_autoscaling_target_replicas)"
+    return _per_deployment("ray_serve_autoscaling_target_replicas")
 
 
 def replica_starts(window: str) -> str:
@@ -96,12 +100,12 @@ def replica_starts(window: str) -> str:
 
 def ongoing_requests_by_deployment() -> str:
     """Requests executing inside each deployment's replicas now (the replicas' own count)."""
-    return f"sum by ({_DEPLOYMENT}) (ray_serve_replica_processing_queries)"
+    return _per_deployment("ray_serve_replica_processing_queries")
 
 
 def queued_requests_by_deployment() -> str:
     """Requests waiting in the callers' routers for a replica of each deployment now."""
-    return f"sum by ({_DEPLOYMENT}) (ray_serve_deployment_queued_queries)"
+    return _per_deployment("ray_serve_deployment_queued_queries")
 
 
 # ---- the LLM backend (vLLM's metric names; the emulator exports the same)

@@ -209,14 +209,15 @@ def combine_repeats(results: list[TrialResult], names: list[str]) -> TrialResult
     for i, cv in enumerate(out.target.clauses):
         client = [r.target.clauses[i].client if i < len(r.target.clauses) else None for r in results]
         server = [r.target.clauses[i].server if i < len(r.target.clauses) else None for r in results]
-        figures[cv.clause.name] = client
-        figures[f"server {cv.clause.name}"] = server
+        figures[f"target {cv.clause.name}"] = client
+        figures[f"target {cv.clause.name} (server)"] = server
         cv.client, cv.server = spread(client).median, spread(server).median
         cv.passed, cv.margin = cv.clause.holds(cv.client), cv.clause.margin(cv.client)
-    figures["client p50"] = [r.overall.latency_ms.p50 if r.overall else None for r in results]
-    figures["client p99"] = [r.overall.latency_ms.p99 if r.overall else None for r in results]
-    figures["server p99"] = [r.overall.server_latency_ms.p99 if r.overall and r.overall.server_latency_ms else None
-                             for r in results]
+    for q in ("p50", "p90", "p95", "p99", "p99_9"):
+        label = q.replace("_", ".")
+        figures[f"client {label}"] = [getattr(r.overall.latency_ms, q) if r.overall else None for r in results]
+        figures[f"server {label}"] = [getattr(r.overall.server_latency_ms, q)
+                                      if r.overall and r.overall.server_latency_ms else None for r in results]
     figures["throughput rps"] = [r.overall.throughput_rps if r.overall else None for r in results]
     figures["cost"] = [r.cost.cost if r.cost else None for r in results]
     failed = [n for n, r in zip(names, results) if r.status == "unmeasured"]

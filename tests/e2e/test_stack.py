@@ -297,7 +297,7 @@ def test_run_misses_an_impossible_target_and_repeats(stack, tmp_path):
     result = load_result(out / "result.json")
     assert result.status == "missed" and not result.target.clauses[0].passed
     assert result.repeat.count == 2 and result.repeat.runs == ["repeat-1", "repeat-2"]
-    values = result.repeat.spread["p50"].values
+    values = result.repeat.spread["target p50"].values
     assert len(values) == 2 and result.target.clauses[0].client == pytest.approx(sum(values) / 2)
     assert all(load_result(out / f"repeat-{i}" / "result.json").status == "missed" for i in (1, 2))
     assert "2 repeats" in r.stdout
