@@ -79,8 +79,9 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout_s: float, hea
         last = app_statuses(details)
         failed = [n for n in app_names if last.get(n) in ("DEPLOY_FAILED", "UNHEALTHY")]
         if failed:
-            msg = details["applications"][failed[0]].get("message", "")
-            raise StackError(f"application {failed[0]!r} is {last[failed[0]]}: {msg.strip()[-500:]}")
+            lines = [x.strip() for x in details["applications"][failed[0]].get("message", "").splitlines() if x.strip()]
+            # Serve's message ends with the replica's exception; the traceback above it goes to Ray's logs
+            raise StackError(f"application {failed[0]!r} is {last[failed[0]]}: {(lines or ['no message'])[-1][:400]}")
         if all(last.get(n) == "RUNNING" for n in app_names):
             return details
         time.sleep(1)

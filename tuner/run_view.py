@@ -84,8 +84,9 @@ def print_result(result: TrialResult, console: Console) -> None:
                       f"{c.replica_seconds:.0f} replica-seconds")
     if result.generator:
         g = result.generator
-        console.print(f"load generator: lag p99 {g.lag_ms_p99 or 0:.1f} ms, CPU {g.cpu_pct or 0:.0f}%"
-                      + (" [red]SATURATED[/]" if g.saturated else ""))
+        flag = "" if not g.saturated else (" [red]SATURATED[/]" if result.status == "unmeasured"
+                                            else " [yellow]behind schedule; the verdict does not depend on it[/]")
+        console.print(f"load generator: lag p99 {g.lag_ms_p99 or 0:.1f} ms, CPU {g.cpu_pct or 0:.0f}%{flag}")
     if result.repeat:
         spread = Table("figure", "median", "CV", "values", title=f"{result.repeat.count} repeats (spread)")
         for name, s in result.repeat.spread.items():

@@ -303,6 +303,31 @@ def test_run_misses_an_impossible_target_and_repeats(stack, tmp_path):
     assert "2 repeats" in r.stdout
 
 
+def test_run_with_a_config_serve_cannot_deploy_exits_3_and_keeps_the_record(stack, tmp_path):
+    cfg = json.loads(json.dumps(stack.config))
+    rewriter = next(d for d in cfg["applications"][0]["deployments"] if d["name"] == "QueryRewriter")
+    rewriter["user_config"]["no_such_setting"] = 1  # valid for Serve's schema, refused by the replica
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "failed"
+    try:
+        r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(bad), "--target", "p99<1s",
+                  "--duration", "5", "--warmup", "0", "--settle-timeout", "120", "--out", str(out), *BURST,
+                  timeout=600)
+        assert r.returncode == 3, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+        from tuner.result import load_result
+
+        result = load_result(out / "result.json")
+        assert result.status == "unmeasured" and result.partial
+        assert "no_such_setting" in result.reasons[-1] or "DEPLOY_FAILED" in result.reasons[-1] \
+            or "did not settle" in result.reasons[-1]
+        assert (out / "serve_config.yaml").is_file() and result.overall is None
+    finally:
+        deploy.deploy(stack.dashboard, stack.config, stack.headers())
+        deploy.wait_running(stack.dashboard, [a["name"] for a in stack.config["applications"]], 300, stack.headers())
+
+
 def test_trace_replay_sends_prompt_size_and_output_length_through_rag(stack, tmp_path):
     cmd = [sys.executable, "-m", "locust", "-f", "scenarios/trace_replay.py", "--headless", "-t", "10s",
            "-H", stack.url, "--out", str(tmp_path), "--speedup", "4", "--rate-scale", "0.1"]
