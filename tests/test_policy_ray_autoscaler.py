@@ -1,0 +1,121 @@
+"""The Ray autoscaler's decision (tuner.policies.ray_autoscaler) on hand-worked cases."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tuner.policies.ray_autoscaler import Node, RayAutoscalerConfig, WorkerGroup, decide
+
+CPU4 = WorkerGroup(name="cpu", resources={"CPU": 4}, max_workers=10)
+GPU1 = WorkerGroup(name="gpu", resources={"CPU": 8, "GPU": 1}, max_workers=4)
+HEAD = Node(id="head", group=None, total={"CPU": 0}, available={"CPU": 0})
+
+
+def worker(i, group="cpu", free=None, total=None, status="running", idle_since=None):
+    total = total or {"CPU": 4}
+    return Node(id=f"{group}-{i}", group=group, status=status, total=total,
+                available=total if free is None else free, idle_since=idle_since)
+
+
+def test_pending_replicas_are_packed_onto_new_pods():
+    cfg = RayAutoscalerConfig(groups=(CPU4,))
+    d = decide(cfg, [HEAD], [{"CPU": 1}] * 6, now=0)
+    assert d.launch == {"cpu": 2} and d.terminate == () and d.infeasible == ()
+
+
+def test_free_room_on_running_pods_is_used_first():
+    cfg = RayAutoscalerConfig(groups=(CPU4,))
+    d = decide(cfg, [HEAD, worker(0, free={"CPU": 3})], [{"CPU": 1}] * 5, now=0)
+    assert d.launch == {"cpu": 1}      # 3 fit on cpu-0, 2 need one new pod
+
+
+def test_pending_pods_count_as_capacity():
+    cfg = RayAutoscalerConfig(groups=(CPU4,))
+    d = decide(cfg, [HEAD, worker(0, status="pending")], [{"CPU": 1}] * 4, now=0)
+    assert d.launch == {}
+
+
+def test_gpu_demand_goes_to_the_gpu_group_and_cpu_demand_avoids_it():
+    cfg = RayAutoscalerConfig(groups=(CPU4, GPU1))
+    assert decide(cfg, [HEAD], [{"CPU": 1}], now=0).launch == {"cpu": 1}
+    # with a GPU demand in the same pass, the CPU one fits on the GPU pod too (as Ray packs)
+    assert decide(cfg, [HEAD], [{"CPU": 1, "GPU": 1}, {"CPU": 1}], now=0).launch == {"gpu": 1}
+    # what is left after the GPU pod is full goes to a CPU pod, not a second GPU pod
+    assert decide(cfg, [HEAD], [{"CPU": 1, "GPU": 1}, {"CPU": 4}, {"CPU": 4}], now=0).launch == {"gpu": 1, "cpu": 1}
+
+
+def test_max_workers_caps_the_group_and_infeasible_demand_is_reported():
+    cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"max_workers": 1}),))
+    d = decide(cfg, [HEAD], [{"CPU": 1}] * 8 + [{"CPU": 16}], now=0)
+    assert d.launch == {"cpu": 1} and d.infeasible == ({"CPU": 16},)
+
+
+def test_min_workers_are_launched_without_demand():
+    cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"min_workers": 2}),))
+    assert decide(cfg, [HEAD], [], now=0).launch == {"cpu": 2}
+    assert decide(cfg, [HEAD], [{"CPU": 1}] * 8, now=0).launch == {"cpu": 2}   # min pods hold the demand
+
+
+@pytest.mark.parametrize("mode, running, want, expected", [
+    ("Conservative", 0, 5, 1),     # max(1, ceil(1 x max(0, 1)))
+    ("Conservative", 3, 10, 3),
+    ("Default", 0, 5, 5),
+    ("Default", 0, 30, 10),        # max_concurrent_launches
+])
+def test_launch_rate_caps(mode, running, want, expected):
+    cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"max_workers": 100}),), upscaling_mode=mode)
+    nodes = [HEAD] + [worker(i, free={"CPU": 0}) for i in range(running)]
+    d = decide(cfg, nodes, [{"CPU": 4}] * want, now=0)
+    assert d.queued == {"cpu": want} and d.launch == {"cpu": expected}
+
+
+def test_global_launch_cap_counts_pods_already_pending():
+    cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"max_workers": 100}),))
+    nodes = [HEAD] + [worker(i, status="pending", free={"CPU": 0}) for i in range(8)]
+    assert decide(cfg, nodes, [{"CPU": 4}] * 5, now=0).launch == {"cpu": 2}
+
+
+def test_idle_pods_go_after_the_timeout_longest_idle_first_keeping_min_workers():
+    cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"min_workers": 1}),), idle_timeout_s=60)
+    nodes = [HEAD, worker(0, idle_since=0), worker(1, idle_since=10), worker(2, idle_since=50), worker(3)]
+    assert decide(cfg, nodes, [], now=69.9).terminate == ("cpu-0",)
+    assert decide(cfg, nodes, [], now=110).terminate == ("cpu-0", "cpu-1", "cpu-2")
+    few = [HEAD, worker(0, idle_since=0), worker(1, idle_since=0)]
+    assert decide(cfg, few, [], now=1000).terminate == ("cpu-0",)          # one kept for min_workers
+
+
+def test_group_idle_timeout_overrides_the_global_one():
+    cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"idle_timeout_s": 10}),), idle_timeout_s=600)
+    assert decide(cfg, [HEAD, worker(0, idle_since=0)], [], now=10).terminate == ("cpu-0",)
+
+
+def test_idle_pods_stay_while_demand_waits():
+    cfg = RayAutoscalerConfig(groups=(CPU4, GPU1))
+    nodes = [HEAD, worker(0, idle_since=0)]
+    d = decide(cfg, nodes, [{"CPU": 1}], now=1000)    # the idle pod takes the demand
+    assert d.terminate == () and d.launch == {}
+
+
+def test_invalid_group_names_the_field():
+    with pytest.raises(ValidationError, match=r"cpu: min_workers \(3\) must be <= max_workers \(2\)"):
+        WorkerGroup(name="cpu", resources={"CPU": 4}, min_workers=3, max_workers=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 60), size=st.sampled_from([0.5, 1.0, 2.0, 4.0]), running=st.integers(0, 5),
+       mx=st.integers(1, 20), mode=st.sampled_from(["Default", "Conservative"]))
+def test_launches_never_exceed_caps_and_cover_demand_when_allowed(n, size, running, mx, mode):
+    group = WorkerGroup(name="cpu", resources={"CPU": 4}, max_workers=max(mx, running))
+    cfg = RayAutoscalerConfig(groups=(group,), upscaling_mode=mode)
+    nodes = [HEAD] + [worker(i, free={"CPU": 0}) for i in range(running)]
+    d = decide(cfg, nodes, [{"CPU": size}] * n, now=0)
+    launched = d.launch.get("cpu", 0)
+    wanted = d.queued.get("cpu", 0)
+    per_pod = int(4 // size)
+    assert wanted == min(-(-n // per_pod) if n else 0, group.max_workers - running)
+    assert launched <= wanted and launched <= cfg.max_concurrent_launches
+    assert launched <= max(1, -(-int(cfg.upscaling_speed * max(running, 1)) // 1))
+    assert running + launched <= group.max_workers
