@@ -1,6 +1,5 @@
 """Each deployment alone, through a real `serve.run` on a local Ray."""
 
-import asyncio
 import time
 
 import numpy as np

@@ -16,15 +16,15 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from tuner.policies import Frozen
 
 Resources = dict[str, float]
 
 
-class WorkerGroup(BaseModel):
+class WorkerGroup(Frozen):
     """A KubeRay worker group: the resources one pod gives Ray, and its replica bounds."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     resources: Resources = Field(description="per pod, e.g. {'CPU': 4, 'GPU': 1, 'memory': 16e9}")
@@ -39,10 +39,8 @@ class WorkerGroup(BaseModel):
         return self
 
 
-class RayAutoscalerConfig(BaseModel):
+class RayAutoscalerConfig(Frozen):
     """`enableInTreeAutoscaling` with `autoscalerOptions`, and the worker groups."""
-
-    model_config = ConfigDict(frozen=True)
 
     groups: tuple[WorkerGroup, ...]
     upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = "Default"
@@ -60,10 +58,8 @@ class RayAutoscalerConfig(BaseModel):
         return next(g for g in self.groups if g.name == name)
 
 
-class Node(BaseModel):
+class Node(Frozen):
     """A Ray node as the autoscaler sees it; `group` None for the head."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     group: str | None
@@ -73,8 +69,7 @@ class Node(BaseModel):
     idle_since: float | None = Field(None, description="when it last became idle (no actors); None if busy")
 
 
-class AutoscalerDecision(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class AutoscalerDecision(Frozen):
 
     launch: dict[str, int] = Field(default_factory=dict, description="pods to add per group this iteration")
     terminate: tuple[str, ...] = ()

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from tuner.policies import Frozen
 
 # Ray compares elapsed wall-clock time with this slack (float drift of large timestamps).
 _DELAY_EPS_S = 1e-6
 
 
-class ServeAutoscaling(BaseModel):
+class ServeAutoscaling(Frozen):
     """A deployment's `autoscaling_config`, with Ray Serve 2.60's defaults and checks.
 
     Fields that shape only the metrics pipeline (`aggregation_function`) or select a custom
     policy (`policy`) are accepted and not used here."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore")
 
     min_replicas: NonNegativeInt = 1
     initial_replicas: NonNegativeInt | None = None
@@ -61,21 +63,17 @@ class ServeAutoscaling(BaseModel):
         return self.downscaling_factor or self.downscale_smoothing_factor or self.smoothing_factor
 
 
-class DelayState(BaseModel):
+class DelayState(Frozen):
     """What the policy carries between ticks: the direction of the current run of same-way
     wishes (its length, signed: > 0 up, < 0 down) and when that run began."""
-
-    model_config = ConfigDict(frozen=True)
 
     counter: int = 0
     since: float | None = None
 
 
-class Decision(BaseModel):
+class Decision(Frozen):
     """One tick's outcome: the bounded target, the policy's value before the bounds (Ray's
     `ray_serve_autoscaling_desired_replicas`), and the state for the next tick."""
-
-    model_config = ConfigDict(frozen=True)
 
     target: int
     unbounded: int
