@@ -1,0 +1,1 @@
+"""The simulator: a discrete-event model of the Serve app and both autoscaling layers (pure)."""
