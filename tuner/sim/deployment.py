@@ -10,8 +10,8 @@ forms while others run. A deployment without batching is batches of one; its con
 how many requests its code serves at once (1 for CPU-bound code, more for I/O-bound).
 
 Assignment: a freed slot takes the head of the queue at once, and a new request goes to the
-less loaded of two random replicas with room (power of two choices). The router's cached
-queue lengths and retry backoff are not modelled yet.
+less loaded of two random running replicas with room (power of two choices). The router's
+cached queue lengths and retry backoff are not modelled yet.
 """
 
 from __future__ import annotations
@@ -57,13 +57,18 @@ class Request:
         self.status = 0
 
 
+STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
+
+
 class Replica:
-    """Accepted requests, the batch being formed, formed batches and running ones."""
+    """Accepted requests, the batch being formed, formed batches and running ones; its state."""
 
-    __slots__ = ("dep", "ongoing", "waiting", "ready", "running", "forming", "_token")
+    __slots__ = ("dep", "state", "created", "ongoing", "waiting", "ready", "running", "forming", "_token")
 
-    def __init__(self, dep: "SimDeployment"):
+    def __init__(self, dep: "SimDeployment", state: str = RUNNING):
         self.dep = dep
+        self.state = state
+        self.created = dep.engine.now
         self.ongoing = 0
         self.waiting: deque[Request] = deque()
         self.ready: deque[list[Request]] = deque()
@@ -112,21 +117,37 @@ class Replica:
             req.done(req)
         self.ongoing -= len(batch)
         self._start()
-        self.dep.released(self)
+        if self.state == RUNNING:
+            self.dep.released(self)
 
 
 class SimDeployment:
-    """A deployment with a fixed set of replicas (scaling comes with the controller loop)."""
+    """A deployment's replicas and its callers' queue; `scale_to` starts and stops replicas as
+    Serve does (a new replica routes after `start_s`; a stopped one leaves routing at once,
+    drains, and is gone at the first `drain_poll_s` check that finds it empty)."""
 
     def __init__(self, engine: Engine, spec: DeploymentSpec, replicas: int, service: ServiceTime,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, start_s: float = 0.0, drain_poll_s: float = 2.0):
         self.engine, self.spec, self.service, self.rng = engine, spec, service, rng
+        self.start_s, self.drain_poll_s = start_s, drain_poll_s
         self.replicas = [Replica(self) for _ in range(replicas)]
         self.queue: deque[Request] = deque()
+        self.target = replicas
+        self.timeline: list[tuple[float, int]] = [(engine.now, replicas)]
+        self.on_queued: Callable[[], None] = lambda: None  # the autoscaler's cold-start push
+
+    @property
+    def running(self) -> int:
+        """Replicas that take requests."""
+        return sum(1 for r in self.replicas if r.state == RUNNING)
+
+    def in_flight(self) -> int:
+        """Requests queued at the caller or accepted by a replica (what Serve's autoscaler counts)."""
+        return len(self.queue) + sum(r.ongoing for r in self.replicas if r.state == RUNNING)
 
     def submit(self, req: Request) -> None:
         """A caller sends `req`: to a replica with room, else the queue, else 503."""
-        free = [r for r in self.replicas if r.ongoing < self.spec.max_ongoing_requests]
+        free = [r for r in self.replicas if r.state == RUNNING and r.ongoing < self.spec.max_ongoing_requests]
         if free and not self.queue:
             self._assign(free, req)
         elif self.spec.max_queued_requests != -1 and len(self.queue) >= self.spec.max_queued_requests:
@@ -134,6 +155,7 @@ class SimDeployment:
             req.done(req)
         else:
             self.queue.append(req)
+            self.on_queued()
 
     def _assign(self, free: list[Replica], req: Request) -> None:
         if len(free) > 1:
@@ -143,20 +165,47 @@ class SimDeployment:
         free[0].accept(req)
 
     def released(self, replica: Replica) -> None:
-        """A replica finished work: its free slots take the queue's head requests."""
+        """A replica has room: it takes the queue's head requests."""
         while self.queue and replica.ongoing < self.spec.max_ongoing_requests:
             replica.accept(self.queue.popleft())
 
+    def scale_to(self, target: int) -> None:
+        """Start or stop replicas toward `target`: stopping takes replicas not yet running
+        first, then the newest running ones (one node, so Serve's node order does not apply)."""
+        self.target = target
+        alive = [r for r in self.replicas if r.state in (STARTING, RUNNING)]
+        for _ in range(target - len(alive)):
+            replica = Replica(self, STARTING)
+            self.replicas.append(replica)
+            self.engine.after(self.start_s, self._started, replica)
+        excess = len(alive) - target
+        if excess > 0:
+            for replica in sorted(alive, key=lambda r: (r.state == RUNNING, -r.created))[:excess]:
+                self._stop(replica)
+        self._record()
 
-def simulate_deployment(spec: DeploymentSpec, replicas: int, service: ServiceTime, arrival_times: np.ndarray,
-                        seed: int = 0) -> dict[str, np.ndarray]:
-    """Send one request per arrival time to one deployment; per request: arrival, end, status."""
-    engine, rng = Engine(), np.random.default_rng(seed)
-    dep = SimDeployment(engine, spec, replicas, service, rng)
-    finished: list[Request] = []
-    for i, t in enumerate(arrival_times):
-        engine.at(float(t), dep.submit, Request(i, float(t), finished.append))
-    engine.run()
-    finished.sort(key=lambda r: r.id)
-    return {"arrival": np.array([r.arrival for r in finished]), "end": np.array([r.end for r in finished]),
-            "status": np.array([r.status for r in finished]), "id": np.array([r.id for r in finished])}
+    def _started(self, replica: Replica) -> None:
+        if replica.state == STARTING:
+            replica.state = RUNNING
+            self._record()
+            self.released(replica)
+
+    def _stop(self, replica: Replica) -> None:
+        was_running = replica.state == RUNNING
+        replica.state = STOPPING
+        if was_running:
+            self.engine.after(self.drain_poll_s, self._drained, replica)
+        else:
+            self._drained(replica)
+
+    def _drained(self, replica: Replica) -> None:
+        if replica.ongoing:  # counts requests waiting for, in and running a batch
+            self.engine.after(self.drain_poll_s, self._drained, replica)
+            return
+        replica.state = STOPPED
+        self.replicas.remove(replica)
+
+    def _record(self) -> None:
+        n = self.running
+        if n != self.timeline[-1][1]:
+            self.timeline.append((self.engine.now, n))
