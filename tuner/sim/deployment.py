@@ -16,6 +16,7 @@ cached queue lengths and retry backoff are not modelled yet.
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from typing import Callable
 
@@ -131,6 +132,9 @@ class SimDeployment:
         self.engine, self.spec, self.service, self.rng = engine, spec, service, rng
         self.start_s, self.drain_poll_s = start_s, drain_poll_s
         self.replicas = [Replica(self) for _ in range(replicas)]
+        self._live = list(self.replicas)  # running replicas, in start order
+        # Routing picks use a fast stdlib generator seeded from the run's numpy one.
+        self._pick_rng = random.Random(int(rng.integers(2**63)))
         self.queue: deque[Request] = deque()
         self.target = replicas
         self.timeline: list[tuple[float, int]] = [(engine.now, replicas)]
@@ -139,17 +143,17 @@ class SimDeployment:
     @property
     def running(self) -> int:
         """Replicas that take requests."""
-        return sum(1 for r in self.replicas if r.state == RUNNING)
+        return len(self._live)
 
     def in_flight(self) -> int:
         """Requests queued at the caller or accepted by a replica (what Serve's autoscaler counts)."""
-        return len(self.queue) + sum(r.ongoing for r in self.replicas if r.state == RUNNING)
+        return len(self.queue) + sum(r.ongoing for r in self._live)
 
     def submit(self, req: Request) -> None:
         """A caller sends `req`: to a replica with room, else the queue, else 503."""
-        free = [r for r in self.replicas if r.state == RUNNING and r.ongoing < self.spec.max_ongoing_requests]
-        if free and not self.queue:
-            self._assign(free, req)
+        replica = None if self.queue else self._pick()
+        if replica is not None:
+            replica.accept(req)
         elif self.spec.max_queued_requests != -1 and len(self.queue) >= self.spec.max_queued_requests:
             req.end, req.status = self.engine.now, 503
             req.done(req)
@@ -157,12 +161,18 @@ class SimDeployment:
             self.queue.append(req)
             self.on_queued()
 
-    def _assign(self, free: list[Replica], req: Request) -> None:
-        if len(free) > 1:
-            i, j = self.rng.choice(len(free), 2, replace=False)
-            a, b = free[i], free[j]
-            free = [a if a.ongoing <= b.ongoing else b]
-        free[0].accept(req)
+    def _pick(self) -> Replica | None:
+        """Power of two choices: the less loaded of two random running replicas if one has room,
+        else any with room (the router's retry finds it), else None."""
+        live, cap = self._live, self.spec.max_ongoing_requests
+        if len(live) >= 2:
+            i = self._pick_rng.randrange(len(live))
+            j = self._pick_rng.randrange(len(live) - 1)
+            a, b = live[i], live[j + (j >= i)]
+            best = a if a.ongoing <= b.ongoing else b
+            if best.ongoing < cap:
+                return best
+        return min((r for r in live if r.ongoing < cap), key=lambda r: r.ongoing, default=None)
 
     def released(self, replica: Replica) -> None:
         """A replica has room: it takes the queue's head requests."""
@@ -187,6 +197,7 @@ class SimDeployment:
     def _started(self, replica: Replica) -> None:
         if replica.state == STARTING:
             replica.state = RUNNING
+            self._live.append(replica)
             self._record()
             self.released(replica)
 
@@ -194,6 +205,7 @@ class SimDeployment:
         was_running = replica.state == RUNNING
         replica.state = STOPPING
         if was_running:
+            self._live.remove(replica)
             self.engine.after(self.drain_poll_s, self._drained, replica)
         else:
             self._drained(replica)
