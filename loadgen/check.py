@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         print(f"error: scenario options: {'; '.join(text.splitlines()) or 'invalid'}", file=sys.stderr)
         return 2
     try:
-        traffic, process, mix = openloop.build_traffic(opts, traffic_seconds(opts))
+        traffic, process, _mix = openloop.build_traffic(opts, traffic_seconds(opts))
     except (ValueError, TraceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from tuner import promql
-from tuner.cost import deployment_key
+from tuner.names import deployment_key
 from tuner.prometheus import Prometheus
 from tuner.result import DeploymentResult, Percentiles
 from tuner.target import Clause, Target

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
 
 from tuner.errors import UsageError
+from tuner.names import app_name, deployment_key
 
 DEFAULT_PRICES = Path(__file__).parent / "data" / "prices.yaml"
 GIB = 2**30
@@ -95,16 +96,6 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise UsageError(f"price table {path} must be a mapping of prices")
     return data
-
-
-def deployment_key(application: str, deployment: str) -> str:
-    """How a deployment is named across results: `application/deployment`."""
-    return f"{application}/{deployment}"
-
-
-def app_name(app: dict) -> str:
-    """An application's name in a Serve config (Serve's default when it has none)."""
-    return app.get("name") or "default"
 
 
 def deployment_resources(serve_config: dict) -> dict[str, Resources]:

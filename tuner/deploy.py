@@ -10,6 +10,7 @@ import httpx
 import yaml
 
 from tuner.errors import StackError, UsageError
+from tuner.names import app_name, deployment_key
 
 APPLICATIONS_PATH = "/api/serve/applications/"
 
@@ -91,8 +92,6 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout_s: float, hea
 def start_replicas(serve_config: dict) -> dict[str, int]:
     """Replicas each deployment starts a trial with: num_replicas, or the autoscaler's
     initial_replicas (else min_replicas), keyed `application/deployment`."""
-    from tuner.cost import app_name, deployment_key
-
     out = {}
     for app in serve_config.get("applications") or []:
         for dep in app.get("deployments") or []:
@@ -117,8 +116,6 @@ def pinned(serve_config: dict) -> dict:
     code version, so removing one would restart every replica of the application."""
     import copy
 
-    from tuner.cost import app_name, deployment_key
-
     out = copy.deepcopy(serve_config)
     start = start_replicas(serve_config)
     for app in out.get("applications") or []:
@@ -133,12 +130,10 @@ def pinned(serve_config: dict) -> dict:
 
 def running_replicas(details: dict) -> dict[str, dict]:
     """Per deployment: status, target and RUNNING replica ids, from Serve's status document."""
-    from tuner.cost import deployment_key
-
     out = {}
-    for app_name, app in (details.get("applications") or {}).items():
+    for application, app in (details.get("applications") or {}).items():
         for name, dep in (app.get("deployments") or {}).items():
-            out[deployment_key(app_name, name)] = {
+            out[deployment_key(application, name)] = {
                 "status": dep.get("status"), "target": dep.get("target_num_replicas"),
                 "running": sorted(r["replica_id"] for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")}
     return out

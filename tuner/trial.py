@@ -27,8 +27,9 @@ import yaml
 from loadgen import records as rec
 from tuner import deploy
 from tuner.collect import collect
-from tuner.cost import Prices, app_name, deployment_resources, trial_cost
+from tuner.cost import Prices, deployment_resources, trial_cost
 from tuner.errors import StackError, UsageError
+from tuner.names import app_name
 from tuner.prometheus import Prometheus
 from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
                           TargetResult, TrialResult, Window, combine_repeats, load_result, route_from_summary,
