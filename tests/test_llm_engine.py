@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from target_app.llm_server.engine import (
-    Engine,
-    Scheduler,
-    SeqEvent,
-    SeqId,
-    StepPlan,
-    step_duration_ms,
-)
+from target_app.llm_server.engine import Engine
+from target_app.llm_server.scheduler import Scheduler, SeqEvent, SeqId, StepPlan, step_duration_ms
 from target_app.llm_server.profile import LatencyProfile, load_profile
 
 PROFILE = LatencyProfile()

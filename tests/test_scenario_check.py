@@ -66,3 +66,27 @@ def test_missing_scenario_file(tmp_path):
 def test_no_arguments_is_a_usage_error():
     p = check()
     assert p.returncode == 2 and p.stderr.startswith("usage:")
+
+
+def test_the_plan_holds_every_arrival_as_the_generators_would_send_it(tmp_path):
+    import pandas as pd
+
+    from loadgen.arrivals import ArrivalProcess, arrivals
+    from loadgen.mix import MixSettings, RequestMix
+    from loadgen.shapes import Burst
+
+    out = tmp_path / "plan.parquet"
+    p = check("--plan", str(out), "scenarios/burst.py", "-t", "30s", "--rate", "3", "--seed", "7", "--adapters", "8")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    plan = pd.read_parquet(out)
+    shape = Burst(base_rps=3, height_rps=8, width_s=5, period_s=20, first_s=10, seconds=30)
+    times = arrivals(shape, ArrivalProcess(kind="poisson", seed=7)).times
+    mix = RequestMix(MixSettings(adapters=8), times, 7)
+    assert info["arrivals"] == len(plan) == len(times) and plan["t"].tolist() == times.tolist()
+    for i in (0, len(times) // 2, len(times) - 1):
+        r = mix.request(i)
+        row = plan.iloc[i]
+        assert (row["path"], row["adapter"] or None, row["domain"] or None) == (r.path, r.adapter, r.body.get("domain"))
+    assert set(plan["path"]) == {"/rag", "/predict", "/v1/completions"}
+    assert info["request_timeout_s"] == 60.0 and info["drain_s"] == 10.0

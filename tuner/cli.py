@@ -156,6 +156,165 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
+@app.command("sim", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sim(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="Serve config to simulate"),
+    scenario: str = typer.Option("burst", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
+    out: Path = typer.Option(..., "--out", help="folder for result.json and records"),
+    target: str = typer.Option("p99<500ms", "--target", help="e.g. 'p99<500ms' or 'p95\\[/rag]<800ms,error_rate<1%'"),
+    duration: float = typer.Option(120.0, "--duration", min=1, max=7 * 24 * 3600, help="seconds of measured load"),
+    warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured"),
+    calibration: str = typer.Option("local", "--calibration", help="local, gpu-h100, or a file from `tuner profile`"),
+    cluster: str = typer.Option("fixed", "--cluster", help="fixed, ray-autoscaler or hpa"),
+    cluster_file: Optional[Path] = typer.Option(None, "--cluster-file", help="cluster layers overriding tuner/data/cluster.yaml"),
+    llm_hpa: bool = typer.Option(False, "--llm-hpa", help="an HPA sizes the LLM engines on their waiting requests"),
+    seed: int = typer.Option(0, "--seed", help="seed of arrivals, request mix and service times"),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
+    force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
+) -> None:
+    """One simulated trial: the same scenario, target and result.json as `tuner run`, in seconds.
+
+    Options the command does not know go to the scenario, e.g. `--rate 4 --burst-rps 10`.
+    Exit 0 target met, 1 missed, 2 usage error."""
+    from tuner import cost, deploy, simulate, trial
+    from tuner.run_view import print_result
+    from tuner.sim.calibration import load_calibration
+    from tuner.target import parse_target
+
+    tgt = parse_target(target)
+    serve_config = deploy.load_serve_config(config)
+    price_table = cost.load_prices(prices)
+    cal = load_calibration(calibration)
+    layer, llm = simulate.load_cluster(cluster, cluster_file, llm_hpa)
+    path = trial.scenario_path(scenario)
+    info, plan = simulate.scenario_plan(path, duration, list(ctx.args), seed)
+    trial.prepare_out(out, force)
+    spec = simulate.SimSpec(serve_config=serve_config, config_path=config, scenario=path, scenario_args=tuple(ctx.args),
+                            target=tgt, duration_s=duration, out=out, prices=price_table, calibration=cal,
+                            cluster=layer, llm_hpa=llm, warmup_s=warmup, seed=seed, scenario_info=info)
+    result = simulate.run_sim(spec, info, plan)
+    console.print(f"results in {out}/ (result.json)")
+    print_result(result, console)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("validate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def validate(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="Serve config to deploy and simulate"),
+    scenario: str = typer.Option("burst", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
+    out: Path = typer.Option(..., "--out", help="folder for real/, sim/, validation.json and replicas.png"),
+    target: str = typer.Option("p99<500ms", "--target", help="the target both trials are judged on"),
+    duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of measured load"),
+    warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured"),
+    repeat: int = typer.Option(1, "--repeat", min=1, max=50, help="real trials to take the median of"),
+    calibration: str = typer.Option("local", "--calibration", help="local, gpu-h100, or a file from `tuner profile`"),
+    seed: int = typer.Option(0, "--seed", help="seed of arrivals and request mix (both sides)"),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
+    real_dir: Optional[Path] = typer.Option(None, "--real", help="compare with this finished real trial instead of running one "
+                                            "(its config, scenario, options, seed and duration are used)"),
+    force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
+    state_dir: Path = STATE_DIR,
+) -> None:
+    """Run the same trial for real and in the simulator; print p50/p99, throughput and
+    replica-trajectory errors against the goals. Exit 0 all goals met, 1 some missed,
+    2 usage error, 3 the real trial could not be measured."""
+    from tuner import cost, deploy, simulate, trial
+    from tuner import validate as val
+    from tuner.run_view import PhaseProgress
+    from tuner.sim.calibration import load_calibration
+    from tuner.target import parse_target
+
+    real = val.real_from(real_dir) if real_dir else None
+    args = tuple(ctx.args)
+    if real is not None:  # the sim repeats exactly the recorded trial
+        serve_config, config = real.config.serve_config, Path(real.config.path or config)
+        scenario, args, seed = real.scenario.path or real.scenario.name, tuple(real.scenario.options), real.scenario.seed
+        duration, warmup, target = real.scenario.duration_s, real.scenario.warmup_s, real.target.text
+    else:
+        serve_config = deploy.load_serve_config(config)
+    tgt = parse_target(target)
+    price_table = cost.load_prices(prices)
+    cal = load_calibration(calibration)
+    layer, _ = simulate.load_cluster("fixed")
+    path = trial.scenario_path(scenario)
+    info = trial.check_scenario(path, duration, list(args))
+    trial.prepare_out(out, force)
+    stack = _stack(state_dir)
+    real_spec = trial.TrialSpec(serve_config=serve_config, config_path=config, scenario=path, scenario_args=args,
+                                target=tgt, duration_s=duration, out=out, prices=price_table, warmup_s=warmup, seed=seed,
+                                scenario_info=info)
+    sim_spec = simulate.SimSpec(serve_config=serve_config, config_path=config, scenario=path, scenario_args=args,
+                                target=tgt, duration_s=duration, out=out, prices=price_table, calibration=cal,
+                                cluster=layer, warmup_s=warmup, seed=seed, scenario_info=info)
+    with PhaseProgress(console) as progress:
+        _real, _sim, cmp = val.run_validation(stack, real_spec, sim_spec, repeat, progress, real)
+    _print_validation(cmp)
+    console.print(f"results in {out}/ (validation.json, replicas.png, real/, sim/)")
+    raise typer.Exit(0 if cmp["all_met"] else 1)
+
+
+def _print_validation(cmp: dict) -> None:
+    def pct(x):
+        return "-" if x is None else f"{x:+.0%}"
+
+    def num(x):
+        return "-" if x is None else f"{x:.4g}"
+
+    def met(m):
+        return "" if m is None else ("[green]met[/]" if m else "[red]missed[/]")
+
+    table = Table("route", "metric", "real", "sim", "error", "goal", "", title="real against simulated")
+    for r in cmp["latency"]:
+        table.add_row(escape(r["route"]), r["metric"], num(r["real"]), num(r["sim"]), pct(r["error"]),
+                      "-" if r["goal"] is None else f"±{r['goal']:.0%}", met(r["met"]))
+    console.print(table)
+    reps = Table("deployment", "real mean", "sim mean", "MAE replicas", "goal", "", title="replica trajectories")
+    for r in cmp["replicas"]:
+        reps.add_row(r["deployment"], num(r["real_mean"]), num(r["sim_mean"]), f"{r['mae']:.2f}", f"<={r['goal']:g}", met(r["met"]))
+    console.print(reps)
+    if cmp["real_spread_cv"]:
+        console.print("real spread (CV over repeats): " + ", ".join(
+            f"{k} {v:.0%}" for k, v in cmp["real_spread_cv"].items() if v is not None and k.startswith("client p")))
+
+
+@app.command("profile")
+def profile(
+    out: Path = typer.Option(Path("calib"), "--out", help="folder for calibration.yaml and the raw phases"),
+    phase_seconds: float = typer.Option(15.0, "--phase-seconds", min=3, max=600, help="seconds per route and level"),
+    levels: str = typer.Option("1,2,4,8", "--levels", help="closed-loop concurrency levels, e.g. 1,2,4,8"),
+    name: str = typer.Option("measured", "--name", help="the calibration's name in results"),
+    rederive: bool = typer.Option(False, "--from-measurements", help="derive again from --out's measurements.json, measure nothing"),
+    state_dir: Path = STATE_DIR,
+) -> None:
+    """Measure the running stack (each route at each concurrency level) and write the
+    simulator's calibration: service time against batch size, replica start and adapter load
+    times, overheads, the LLM's prompt length and latency profile."""
+    from tuner import profile as prof
+    from tuner.errors import StackError
+
+    try:
+        lv = tuple(int(x) for x in levels.split(","))
+    except ValueError:
+        raise UsageError(f"--levels: {levels!r} is not a comma-separated list of integers") from None
+    if not lv or min(lv) < 1 or max(lv) > 256 or 1 not in lv:
+        raise UsageError(f"--levels: {levels!r} must hold 1 and integers up to 256")
+    if rederive:
+        cal = prof.derive_from(out, name)
+    else:
+        stack = _stack(state_dir)
+        if not stack.running():
+            raise StackError(f"no stack is running from {state_dir}: run `tuner stack up` first")
+        cal = prof.run_profile(stack, out, phase_seconds, tuple(sorted(set(lv))), name, report=console.print)
+    table = Table("deployment", "service ms by batch size", "cv", "concurrency", "CPU", "start s", "load ms")
+    for dep, t in cal.stages.items():
+        table.add_row(dep, ", ".join(f"{b}: {ms:g}" for b, ms in t.service_ms), f"{t.cv:g}", str(t.concurrency or "-"),
+                      "yes" if t.cpu_bound else "no", f"{t.start_s:g}", f"{t.load_ms:g}" if t.load_ms else "-")
+    console.print(table)
+    console.print(f"proxy {cal.proxy_ms:g} ms; LLM prompt {cal.llm.prompt_tokens} tokens; written to {out}/calibration.yaml")
+
+
 def main() -> None:
     """Entry point: a TunerError becomes one line on stderr and its exit code; typer/click
     handle their own usage errors (exit 2)."""

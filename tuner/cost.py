@@ -98,6 +98,15 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def with_node_prices(prices: Prices, node_types: dict[str, Resources]) -> Prices:
+    """`prices` with a node-hour price for each node type it does not list: the node's
+    resources at the per-unit prices (what per-pod billing charges)."""
+    filled = dict(prices.node_hour)
+    for kind, r in node_types.items():
+        filled.setdefault(kind, r.cpus * prices.cpu_hour + r.gpus * prices.gpu_hour + r.memory_gib * prices.memory_gib_hour)
+    return prices.model_copy(update={"node_hour": filled})
+
+
 def deployment_resources(serve_config: dict) -> dict[str, Resources]:
     """Each deployment's per-replica resources from a Serve config (Serve's default: 1 CPU)."""
     out = {}

@@ -80,6 +80,49 @@ def deployment_latency_quantile_ms(q: float, window: str) -> str:
             f"(increase(ray_serve_deployment_processing_latency_ms_bucket[{window}])))")
 
 
+def _mean_per_deployment(histogram: str, window: str) -> str:
+    return (f"{_per_deployment(f'increase({histogram}_sum[{window}])')} / "
+            f"{_per_deployment(f'increase({histogram}_count[{window}])')}")
+
+
+def deployment_mean_processing_ms(window: str) -> str:
+    """Mean processing time of a request inside each deployment's replicas over `window` (Ray
+    exports histogram sums from bucket midpoints: a coarse mean)."""
+    return _mean_per_deployment("ray_serve_deployment_processing_latency_ms", window)
+
+
+def deployment_processed(window: str) -> str:
+    """Requests each deployment's replicas finished within `window`."""
+    return _per_deployment(f"increase(ray_serve_deployment_processing_latency_ms_count[{window}])")
+
+
+def batch_mean_execution_ms(window: str) -> str:
+    """Mean time one @serve.batch call took in each deployment over `window`."""
+    return _mean_per_deployment("ray_serve_batch_execution_time_ms", window)
+
+
+def batches_run(window: str) -> str:
+    """@serve.batch calls each deployment ran within `window` (requests / this = mean batch size,
+    exactly; Ray exports histogram sums from bucket midpoints, so sum/count is not)."""
+    return _per_deployment(f"increase(ray_serve_batch_execution_time_ms_count[{window}])")
+
+
+def replica_startup_mean_ms() -> str:
+    """Mean time from a replica's creation to ready, per deployment, since the controller started."""
+    return (f"{_per_deployment('ray_serve_replica_startup_latency_ms_sum')} / "
+            f"{_per_deployment('ray_serve_replica_startup_latency_ms_count')}")
+
+
+def multiplexed_load_mean_ms(window: str) -> str:
+    """Mean time a replica took to load a multiplexed model on a miss, over `window`."""
+    return _mean_per_deployment("ray_serve_multiplexed_model_load_latency_ms", window)
+
+
+def multiplexed_loads(window: str) -> str:
+    """Multiplexed model loads (cache misses) per deployment within `window`."""
+    return _per_deployment(f"increase(ray_serve_multiplexed_model_load_latency_ms_count[{window}])")
+
+
 def replicas_by_deployment() -> str:
     """Healthy replicas per (application, deployment), as the Serve controller reports them."""
     return _per_deployment("ray_serve_deployment_replica_healthy")
@@ -118,6 +161,18 @@ def llm_ttft_quantile_s(q: float, window: str) -> str:
 def llm_itl_quantile_s(q: float, window: str) -> str:
     """The q-quantile of the LLM backend's inter-token latency (s), over `window`."""
     return f"histogram_quantile({q}, sum by (le) (increase(vllm:inter_token_latency_seconds_bucket[{window}])))"
+
+
+def llm_mean_e2e_s(window: str) -> str:
+    """Mean end-to-end time of a request in the LLM backend (s), over `window`."""
+    return (f"sum(increase(vllm:e2e_request_latency_seconds_sum[{window}])) / "
+            f"sum(increase(vllm:e2e_request_latency_seconds_count[{window}]))")
+
+
+def llm_mean_prompt_tokens(window: str) -> str:
+    """Mean prompt length of the LLM backend's requests over `window`."""
+    return (f"sum(increase(vllm:prompt_tokens_total[{window}])) / "
+            f"sum(increase(vllm:e2e_request_latency_seconds_count[{window}]))")
 
 
 def llm_requests_running() -> str:

@@ -138,6 +138,18 @@ class RepeatInfo(BaseModel):
     spread: dict[str, Spread]
 
 
+class SimInfo(BaseModel):
+    """How a simulated trial was made."""
+
+    calibration: str
+    calibration_source: str = ""
+    cluster: str = Field(description="fixed, ray-autoscaler or hpa")
+    llm_hpa: bool = False
+    events: int
+    wall_s: float
+    speedup: float = Field(description="simulated seconds (warm-up, load, drain) per wall second")
+
+
 class TrialResult(BaseModel):
     """A trial: one configuration, one scenario, one verdict."""
 
@@ -156,12 +168,15 @@ class TrialResult(BaseModel):
     deployments: dict[str, DeploymentResult] = Field(default_factory=dict)
     cost: Cost | None = None
     replicas: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
+    nodes: dict[str, list[tuple[float, float]]] = Field(
+        default_factory=dict, description="cluster layer: worker pods per group, and LLM engines, over time")
     generator: GeneratorHealth | None = None
     deploy: DeployInfo | None = None
     timings_s: dict[str, float] = Field(default_factory=dict, description="phases: check, deploy, warmup, load, collect")
     versions: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="relative to this file")
     repeat: RepeatInfo | None = None
+    simulation: SimInfo | None = None
 
     @property
     def exit_code(self) -> int:

@@ -70,7 +70,8 @@ def print_result(result: TrialResult, console: Console) -> None:
     console.print(routes)
     if result.deployments:
         deps = Table("deployment", "replicas min-max", "mean", "starts", "ongoing max", "queued max", "p99 ms",
-                     "replica-s", "cost", title="deployments (Prometheus)")
+                     "replica-s", "cost",
+                     title="deployments (simulated)" if result.backend == "sim" else "deployments (Prometheus)")
         for key, d in result.deployments.items():
             c = result.cost.deployments.get(key) if result.cost else None
             deps.add_row(key, f"{_ms(d.replicas_min)}-{_ms(d.replicas_max)}",
@@ -81,7 +82,13 @@ def print_result(result: TrialResult, console: Console) -> None:
     if result.cost:
         c = result.cost
         console.print(f"cost: {c.cost:.5f} {c.currency} for {c.window_s:.0f}s ({c.cost_per_hour:.3f} {c.currency}/h), "
-                      f"{c.replica_seconds:.0f} replica-seconds")
+                      f"{c.replica_seconds:.0f} replica-seconds"
+                      + (f"; paid as nodes: {', '.join(f'{k} {v:.0f} node-s' for k, v in c.node_seconds.items())}"
+                         if c.node_cost is not None else ""))
+    if result.simulation:
+        s = result.simulation
+        console.print(f"simulated: calibration {s.calibration}, cluster {s.cluster}{' + LLM HPA' if s.llm_hpa else ''}, "
+                      f"{s.events:,} events in {s.wall_s:.2f}s ({s.speedup:,.0f}x real time)")
     if result.generator:
         g = result.generator
         flag = "" if not g.saturated else (" [red]SATURATED[/]" if result.status == "unmeasured"

@@ -360,6 +360,46 @@ def test_user_config_batch_change_applies_in_place(stack):
     assert post(stack, "/rag", {"query": "What is Vorhalzan concerned with?"}).status_code == 200
 
 
+def test_profile_writes_a_calibration_the_simulator_runs(stack, tmp_path):
+    from tuner.sim.calibration import load_calibration
+
+    r = tuner("profile", "--state-dir", str(stack.state_dir), "--out", str(tmp_path / "calib"), "--phase-seconds", "3",
+              "--levels", "1,2", timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    cal = load_calibration(tmp_path / "calib" / "calibration.yaml")
+    assert set(cal.stages) == {d["name"] for a in stack.config["applications"] for d in a["deployments"]}
+    assert cal.host_cpus and cal.llm.prompt_tokens > 50
+    for dep in ("QueryRewriter", "VectorSearch", "Reranker", "LLMGenerator", "MultiLoRAModel"):
+        assert 0.2 <= cal.stage(dep).mean_ms(1) < 2000, dep
+    assert cal.stage("MultiLoRAModel").load_ms > 0 and cal.stage("QueryRewriter").start_s > 0
+    assert not cal.stage("Reranker").cpu_bound  # profile mode holds the batch: no CPU work
+    measured = json.loads((tmp_path / "calib" / "measurements.json").read_text())
+    assert len(measured["phases"]) == 6 and all(p["latencies_ms"] for p in measured["phases"])
+    s = tuner("sim", "--calibration", str(tmp_path / "calib" / "calibration.yaml"), "--duration", "20",
+              "--out", str(tmp_path / "sim"), *BURST, timeout=300)
+    assert s.returncode in (0, 1), s.stderr
+
+
+def test_validate_compares_a_short_real_trial_with_the_simulator(stack, tmp_path):
+    from tuner.result import load_result
+
+    out = tmp_path / "val"
+    r = tuner("validate", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--duration", "15",
+              "--warmup", "3", "--out", str(out), *BURST, timeout=600)
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    assert "real against simulated" in r.stdout and "replica trajectories" in r.stdout
+    real, sim = load_result(out / "real" / "result.json"), load_result(out / "sim" / "result.json")
+    assert (real.backend, sim.backend) == ("real", "sim")
+    assert real.scenario.expected_arrivals == sim.scenario.expected_arrivals
+    assert real.overall.arrivals == sim.overall.arrivals  # the very same arrivals on both sides
+    cmp = json.loads((out / "validation.json").read_text())
+    p99 = next(x for x in cmp["latency"] if x["route"] == "all" and x["metric"] == "p99")
+    assert p99["real"] == pytest.approx(real.overall.latency_ms.p99)
+    assert p99["error"] == pytest.approx((sim.overall.latency_ms.p99 - p99["real"]) / p99["real"])
+    assert len(cmp["replicas"]) == 11 and (out / "replicas.png").stat().st_size > 1000
+    assert cmp["all_met"] == (r.returncode == 0)
+
+
 def test_up_twice_reports_the_running_stack(stack):
     pids = stack.recorded_pids()
     r = tuner("stack", "up", "--config", str(stack.config_path), "--state-dir", str(stack.state_dir), *stack.port_args())

@@ -1,0 +1,283 @@
+"""The target app as the simulator runs it: the three Serve applications of target_app, built
+from a Serve config and a calibration, on a cluster, with Serve's autoscaler on every
+autoscaled deployment.
+
+The graph mirrors target_app's code (the tuner reaches the app only through its config, so
+the call structure is stated here once): /rag enters RAGService, which calls QueryRewriter,
+VectorSearch, Reranker and LLMGenerator in turn (LLMGenerator calls the LLM endpoint);
+/predict enters DomainRouter, which calls the classifier of the request's domain;
+/v1/completions enters LoRACompletions, which calls MultiLoRAModel with the adapter as its
+multiplexed model id. A caller holds its replica slot while it waits for the deployments it
+calls. Batched deployments (@serve.batch in the code) take their batch settings from
+`user_config.batch`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tuner.names import app_name, deployment_key
+from tuner.policies.serve import ServeAutoscaling, initial_target
+from tuner.sim.calibration import Calibration
+from tuner.sim.cluster import Cluster, ClusterSpec, HPAWorkersLoop, RayAutoscalerLoop
+from tuner.sim.deployment import DeploymentSpec, Replica, Request, SimDeployment
+from tuner.sim.engine import Engine
+from tuner.sim.host import Host
+from tuner.sim.llm import HPALLMLoop, HPAOnLLM, SimLLM
+from tuner.sim.serve_autoscaler import ServeAutoscaler
+
+ROUTES = {"/rag": "RAGService", "/predict": "DomainRouter", "/v1/completions": "LoRACompletions"}
+CHAIN = {"RAGService": ("QueryRewriter", "VectorSearch", "Reranker", "LLMGenerator"),
+         "LoRACompletions": ("MultiLoRAModel",)}
+BY_DOMAIN = {"DomainRouter": {"legal": "LegalClassifier", "medical": "MedicalClassifier",
+                              "finance": "FinanceClassifier"}}
+BATCHED = {"QueryRewriter", "Reranker", "LegalClassifier", "MedicalClassifier", "FinanceClassifier"}
+MULTIPLEXED = {"MultiLoRAModel": 4}  # the code's default max_models_per_replica
+LLM_CALLER = "LLMGenerator"
+DEFAULT_BATCH = (8, 0.01)  # target_app.batching.BatchConfig's defaults
+SERVE_DEFAULT_MAX_ONGOING = 5
+DEFAULT_LLM_MAX_TOKENS = 32
+
+
+@dataclass
+class Deployed:
+    """One deployment's settings as the simulator uses them."""
+
+    key: str
+    name: str
+    spec: DeploymentSpec
+    replicas: int
+    autoscaling: ServeAutoscaling | None
+    demand: dict[str, float]
+    user_config: dict = field(default_factory=dict)
+
+
+def deployments_from_config(serve_config: dict) -> dict[str, Deployed]:
+    """Every deployment of the config, by name (ValueError naming a deployment the graph lacks)."""
+    out = {}
+    for app in serve_config.get("applications") or []:
+        for d in app.get("deployments") or []:
+            name = d["name"]
+            uc = d.get("user_config") or {}
+            batch = uc.get("batch") or {}
+            batched = name in BATCHED
+            size = int(batch.get("max_batch_size", DEFAULT_BATCH[0])) if batched else 1
+            wait = float(batch.get("batch_wait_timeout_s", DEFAULT_BATCH[1])) if batched else 0.0
+            ongoing = int(d.get("max_ongoing_requests") or SERVE_DEFAULT_MAX_ONGOING)
+            mux = int(uc.get("max_models_per_replica", MULTIPLEXED[name])) if name in MULTIPLEXED else 0
+            spec = DeploymentSpec(name=name, max_ongoing_requests=ongoing,
+                                  max_queued_requests=int(d.get("max_queued_requests", -1)),
+                                  max_batch_size=size, batch_wait_timeout_s=wait,
+                                  max_concurrent_batches=1 if batched else ongoing, max_models_per_replica=mux)
+            auto = d.get("autoscaling_config")
+            if d.get("num_replicas") == "auto":
+                auto = {"min_replicas": 1, "max_replicas": 100, "target_ongoing_requests": 2, **(auto or {})}
+            cfg = ServeAutoscaling.model_validate(auto) if auto else None
+            replicas = initial_target(cfg) if cfg else int(d.get("num_replicas", 1))
+            opts = d.get("ray_actor_options") or {}
+            cpus = opts.get("num_cpus")
+            demand = {"CPU": 1.0 if cpus is None else float(cpus)}
+            if opts.get("num_gpus"):
+                demand["GPU"] = float(opts["num_gpus"])
+            out[name] = Deployed(deployment_key(app_name(app), name), name, spec, replicas, cfg, demand, uc)
+    needed = set(ROUTES.values()) | {c for cs in CHAIN.values() for c in cs} | {c for m in BY_DOMAIN.values() for c in m.values()}
+    missing = sorted(needed - set(out))
+    if missing:
+        raise ValueError(f"the Serve config lacks deployments the app's graph calls: {', '.join(missing)}")
+    return out
+
+
+@dataclass
+class ClientRequest:
+    """One arrival and what the client sees of it."""
+
+    i: int
+    t: float
+    path: str
+    stream: bool
+    adapter: str | None
+    domain: str | None
+    prompt_tokens: int | None
+    max_tokens: int | None
+    end: float = math.nan
+    status: int = 0
+    first_token: float = math.nan
+    itl: list | None = None
+    output_tokens: int | None = None
+    dropped: bool = False
+
+
+class SimApp:
+    """The app on its cluster; `send` one ClientRequest, `run` to the end."""
+
+    def __init__(self, serve_config: dict, cal: Calibration, cluster: ClusterSpec, *, seed: int, start: float,
+                 until: float, llm_hpa: HPAOnLLM | None = None, max_in_flight: int = 0):
+        self.engine = Engine(start)
+        self.max_in_flight, self.in_flight = max_in_flight, 0
+        self.cal = cal
+        self.deployed = deployments_from_config(serve_config)
+        self.http_timeout_s = float((serve_config.get("http_options") or {}).get("request_timeout_s") or math.inf)
+        rng = np.random.default_rng(seed)
+        self._rng = random.Random(int(rng.integers(2**63)))
+        self.cluster = Cluster(self.engine, cluster, lambda r: r.dep.demand, self._lost)
+        self.deps: dict[str, SimDeployment] = {}
+        for name, d in self.deployed.items():
+            timing = cal.stage(name)
+            spec = d.spec
+            if timing.concurrency and name not in BATCHED:  # how much of Serve's limit its code runs at once
+                spec = spec.model_copy(update={"max_concurrent_batches": min(timing.concurrency, spec.max_ongoing_requests)})
+            dep = SimDeployment(self.engine, spec, d.replicas, timing.sampler(self._rng), rng, start_s=timing.start_s,
+                                work=self._work_for(name), backoff=True, placer=self.cluster, demand=d.demand)
+            self.deps[name] = dep
+            if d.autoscaling:
+                ServeAutoscaler(self.engine, dep, d.autoscaling, until)
+        self.cluster.settle()
+        # Replicas oversubscribe the host's cores only where Ray offers more CPUs than it has.
+        self.host = Host(self.engine, cal.host_cpus) if cal.host_cpus and cluster.layer == "fixed" else None
+        self._on_host = {n for n in self.deployed if cal.stage(n).cpu_bound}
+        if cluster.layer == "ray-autoscaler":
+            RayAutoscalerLoop(self.engine, self.cluster, cluster.ray_autoscaler, until)
+        elif cluster.layer == "hpa":
+            HPAWorkersLoop(self.engine, self.cluster, cluster.hpa, Replica.busy_until_now, until)
+        llm = cal.llm
+        self.llm = SimLLM(self.engine, llm.profile, llm.engines, int(rng.integers(2**31)), llm.start_s)
+        self.llm_hpa = HPALLMLoop(self.engine, self.llm, llm_hpa, until) if llm_hpa else None
+        gen = self.deployed[LLM_CALLER].user_config
+        self.llm_max_tokens = int(gen.get("max_tokens", DEFAULT_LLM_MAX_TOKENS))
+        lora = self.deployed["MultiLoRAModel"].user_config
+        self.lora_token_cap = int(lora.get("max_new_tokens", 64))
+        self._half_proxy = cal.proxy_ms / 2000
+        self._half_hop = cal.hop_ms / 2000
+
+    def _lost(self, replica: Replica) -> None:
+        replica.dep.lost(replica)
+
+    # -- the client side -----------------------------------------------------------------
+    def send(self, cr: ClientRequest) -> None:
+        """The client sends `cr` at its time, unless its in-flight cap is reached (dropped)."""
+        self.engine.at(cr.t, self._arrive, cr)
+
+    def _arrive(self, cr: ClientRequest) -> None:
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            cr.dropped = True
+            return
+        self.in_flight += 1
+        self.engine.after(self._half_proxy, self._enter, cr)
+
+    def _enter(self, cr: ClientRequest) -> None:
+        ingress = self.deps[ROUTES[cr.path]]
+        ingress.submit(Request(cr.i, self.engine.now, self._answered, None, cr))
+
+    def _answered(self, req: Request) -> None:
+        cr = req.data
+        cr.status = req.status if req.status in (200, 503) else 500
+        cr.end = self.engine.now + self._half_proxy
+        self.in_flight -= 1
+
+    # -- the deployments' work -------------------------------------------------------------
+    def _work_for(self, name: str):
+        if name in CHAIN or name in BY_DOMAIN:
+            return self._composite
+        if name == LLM_CALLER:
+            return self._generate
+        if name in MULTIPLEXED:
+            return self._multiplexed
+        return self._leaf
+
+    def _spend(self, name: str, seconds: float, fn, arg) -> None:
+        """`seconds` of the deployment's own work, on the host's shared cores if CPU-bound."""
+        if self.host is not None and name in self._on_host:
+            self.host.run(seconds, fn, arg)
+        else:
+            self.engine.after(seconds, fn, arg)
+
+    def _leaf(self, replica: Replica, batch: list[Request]) -> None:
+        self._spend(replica.dep.spec.name, replica.dep.service(len(batch)), replica.finish, batch)
+
+    def _composite(self, replica: Replica, batch: list[Request]) -> None:
+        req = batch[0]
+        cr: ClientRequest = req.data
+        name = replica.dep.spec.name
+        calls = CHAIN.get(name) or (BY_DOMAIN[name].get(cr.domain or ""),)
+        if calls[0] is None:  # unknown domain: the router answers 400 without a call
+            self._spend(name, replica.dep.service(1), replica.finish, batch)
+            return
+        self._spend(name, replica.dep.service(1), self._hop, (replica, batch, calls, 0))
+
+    def _hop(self, state) -> None:
+        self.engine.after(self._half_hop, self._call, state)
+
+    def _call(self, state) -> None:
+        replica, batch, calls, i = state
+        cr = batch[0].data
+        child = self.deps[calls[i]]
+        model = cr.adapter if child.spec.max_models_per_replica else None
+
+        def back(sub: Request) -> None:
+            self.engine.after(self._half_hop, self._returned, (replica, batch, calls, i, sub.status))
+
+        child.submit(Request(cr.i, self.engine.now, back, model, cr))
+
+    def _returned(self, state) -> None:
+        replica, batch, calls, i, status = state
+        if status != 200:
+            replica.finish(batch, 500)
+        elif i + 1 == len(calls):
+            replica.finish(batch)
+        else:
+            self.engine.after(self._half_hop, self._call, (replica, batch, calls, i + 1))
+
+    def _generate(self, replica: Replica, batch: list[Request]) -> None:
+        req = batch[0]
+        cr: ClientRequest = req.data
+        http = self.cal.llm.http_ms / 2000
+        back = http + 2 * self._half_hop + self._half_proxy  # a token's way from the engine to the client
+        prompt = cr.prompt_tokens or self.cal.llm.prompt_tokens
+        out = cr.max_tokens or self.llm_max_tokens
+
+        def first(t: float) -> None:
+            if cr.stream:
+                cr.first_token = t + back
+
+        def done(itl) -> None:
+            if itl is None:
+                self.engine.after(http, replica.finish, batch)
+                req.status = 500
+                return
+            cr.output_tokens = out
+            if cr.stream:
+                cr.itl = itl
+            self.engine.after(http, replica.finish, batch)
+
+        def send(_) -> None:
+            self.engine.after(http, lambda _: self.llm.submit(prompt, out, first, done))
+
+        self._spend(LLM_CALLER, replica.dep.service(1), send, None)
+
+    def _multiplexed(self, replica: Replica, batch: list[Request]) -> None:
+        req = batch[0]
+        dep = replica.dep
+        t = dep.service(1)
+        if req.miss:
+            t += self.cal.stage(dep.spec.name).load_ms / 1000
+        self._spend(dep.spec.name, t, replica.finish, batch)
+
+    # -- running -----------------------------------------------------------------------
+    def run(self) -> None:
+        self.engine.run()
+
+    def timelines(self) -> dict[str, list[tuple[float, int]]]:
+        """Running replicas per deployment key."""
+        return {self.deployed[n].key: list(d.timeline) for n, d in self.deps.items()}
+
+    def replica_starts(self, since: float) -> dict[str, int]:
+        """Replicas that began running at or after `since`, per deployment key."""
+        out = {}
+        for n, d in self.deps.items():
+            tl = d.timeline
+            out[self.deployed[n].key] = sum(max(0, b[1] - a[1]) for a, b in zip(tl, tl[1:]) if b[0] >= since)
+        return out
