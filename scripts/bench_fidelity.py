@@ -4,6 +4,7 @@ running stack; one table row per case with the p50/p99 errors, throughput error 
 replica-trajectory MAE.
 
     .venv/bin/tuner stack up && .venv/bin/python scripts/bench_fidelity.py [--duration 90] [--out runs/fidelity]
+    .venv/bin/python scripts/bench_fidelity.py --reuse runs/fidelity [--calibration FILE]   # simulate again only
 """
 
 from __future__ import annotations
@@ -28,14 +29,19 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=90.0)
     ap.add_argument("--out", type=Path, default=Path("runs/fidelity"))
     ap.add_argument("--calibration", default="local")
+    ap.add_argument("--reuse", type=Path, default=None, help="compare with the real trials of an earlier run of this")
     a = ap.parse_args()
     print("| scenario | options | p50 real / sim ms | p50 error | p99 real / sim ms | p99 error | throughput error "
           "| worst replica MAE (deployment) | goals met |")
     print("|---|---|---|---|---|---|---|---|---|")
     for scenario, opts in CASES:
-        out = a.out / f"{scenario}{''.join(opts).replace('--', '-')}"
+        name = f"{scenario}{''.join(opts).replace('--', '-')}"
+        out = a.out / name
         cmd = [sys.executable, "-m", "tuner.cli", "validate", "--scenario", scenario, "--duration", f"{a.duration:g}",
                "--calibration", a.calibration, "--out", str(out), "--force", *opts]
+        if a.reuse:
+            cmd = [sys.executable, "-m", "tuner.cli", "validate", "--real", str(a.reuse / name / "real"),
+                   "--calibration", a.calibration, "--out", str(out), "--force"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode not in (0, 1):
             print(f"| {scenario} | {' '.join(opts)} | failed: {r.stderr.strip().splitlines()[-1:]} |||||||")

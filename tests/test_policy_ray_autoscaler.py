@@ -82,14 +82,15 @@ def test_idle_pods_go_after_the_timeout_longest_idle_first_keeping_min_workers()
     cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"min_workers": 1}),), idle_timeout_s=60)
     nodes = [HEAD, worker(0, idle_since=0), worker(1, idle_since=10), worker(2, idle_since=50), worker(3)]
     assert decide(cfg, nodes, [], now=69.9).terminate == ("cpu-0",)
-    assert decide(cfg, nodes, [], now=110).terminate == ("cpu-0", "cpu-1", "cpu-2")
+    assert decide(cfg, nodes, [], now=110.5).terminate == ("cpu-0", "cpu-1", "cpu-2")
     few = [HEAD, worker(0, idle_since=0), worker(1, idle_since=0)]
     assert decide(cfg, few, [], now=1000).terminate == ("cpu-0",)          # one kept for min_workers
 
 
 def test_group_idle_timeout_overrides_the_global_one():
     cfg = RayAutoscalerConfig(groups=(CPU4.model_copy(update={"idle_timeout_s": 10}),), idle_timeout_s=600)
-    assert decide(cfg, [HEAD, worker(0, idle_since=0)], [], now=10).terminate == ("cpu-0",)
+    assert decide(cfg, [HEAD, worker(0, idle_since=0)], [], now=10).terminate == ()  # Ray: idle must exceed it
+    assert decide(cfg, [HEAD, worker(0, idle_since=0)], [], now=10.5).terminate == ("cpu-0",)
 
 
 def test_idle_pods_stay_while_demand_waits():
@@ -97,6 +98,16 @@ def test_idle_pods_stay_while_demand_waits():
     nodes = [HEAD, worker(0, idle_since=0)]
     d = decide(cfg, nodes, [{"CPU": 1}], now=1000)    # the idle pod takes the demand
     assert d.terminate == () and d.launch == {}
+
+
+def test_demand_that_fits_no_pod_does_not_keep_idle_pods():
+    """Found against the real autoscaler (scripts/validate_ray_autoscaler.py --infeasible-actors 1):
+    Ray removes idle pods while an unplaceable request waits."""
+    cfg = RayAutoscalerConfig(groups=(CPU4,))
+    d = decide(cfg, [HEAD, worker(0, idle_since=0)], [{"CPU": 3}, {"CPU": 64}], now=100)
+    assert d.terminate == () and d.infeasible == ({"CPU": 64},)  # the pod takes the 3-CPU demand
+    d = decide(cfg, [HEAD, worker(0, idle_since=0)], [{"CPU": 64}], now=100)
+    assert d.terminate == ("cpu-0",) and d.infeasible == ({"CPU": 64},)
 
 
 def test_invalid_group_names_the_field():

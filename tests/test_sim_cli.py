@@ -105,7 +105,7 @@ def test_compare_reports_relative_errors_and_the_replica_mae(tmp_path):
 
 
 def _phase(route, c, lat, deps, stages=None, llm=0.0, prompt=None):
-    return Phase(route=route, concurrency=c, start=0.0, end=10.0, latencies_ms=lat, stages_ms=stages or [],
+    return Phase(route=route, concurrency=c, start=0.0, end=10.0, latencies_ms=lat, stages_ms=stages or [], burst=c == 4,
                  deployments={**deps, "__llm__": {"e2e_ms": llm, "prompt_tokens": prompt}, "__duration__": {"s": 10.0}})
 
 
@@ -114,11 +114,12 @@ def test_profile_derives_service_times_from_the_exact_figures_first():
            "batches": 10, "batch_ms": 20.0}, "VectorSearch": {"processing_ms": 40, "processed": 10},
            "Reranker": {"processing_ms": 20, "processed": 10, "batches": 10, "batch_ms": 14.0},
            "LLMGenerator": {"processing_ms": 200, "processed": 10}}
-    rag2 = {**rag, "QueryRewriter": {"processing_ms": 40, "processed": 20, "batches": 10, "batch_ms": 30.0}}
+    burst = {**rag, "QueryRewriter": {"processing_ms": 40, "processed": 20, "batches": 5, "batch_ms": 30.0}}
     stages = [{"rewrite": 26.0, "search": 41.0, "rerank": 20.0, "generate": 210.0}] * 5
     phases = [
         _phase("/rag", 1, [300.0] * 5, rag, stages, llm=180.0, prompt=250.0),
-        _phase("/rag", 2, [320.0] * 5, rag2, stages, llm=180.0, prompt=250.0),
+        _phase("/rag", 2, [320.0] * 5, rag, stages, llm=180.0, prompt=250.0),
+        _phase("/rag", 4, [400.0] * 5, burst, [{**stages[0], "rewrite": 40.0}] * 5, llm=180.0, prompt=250.0),
         _phase("/predict", 1, [20.0, 22.0, 24.0], {"DomainRouter": {"processing_ms": 15, "processed": 30},
                "LegalClassifier": {"processing_ms": 8, "processed": 30, "batches": 30, "batch_ms": 3.0}}),
         _phase("/v1/completions", 1, [150.0, 160.0], {"LoRACompletions": {"processing_ms": 140, "processed": 10},
@@ -126,7 +127,9 @@ def test_profile_derives_service_times_from_the_exact_figures_first():
     ]
     cal = derive(phases, {"Reranker": 12000.0}, "h100-llama3-8b", "test", CONFIG, name="t")
     assert cal.stage("QueryRewriter").mean_ms(1) == pytest.approx(26.0 - 5.0)  # less the batch wait
-    assert cal.stage("QueryRewriter").mean_ms(2) == pytest.approx(21.0 + 10.0)  # 10 ms more per item
+    # the burst formed batches of 4 (20 requests in 5 batches) taking 1.5x the single batch's time
+    assert cal.stage("QueryRewriter").service_ms == ((1, 21.0), (4, 31.5))
+    assert cal.stage("LegalClassifier").service_ms == ((1, 3.0),)  # no burst: flat
     assert cal.stage("VectorSearch").mean_ms(1) == pytest.approx(41.0)
     assert cal.stage("LLMGenerator").mean_ms(1) == pytest.approx(30.0)  # less the LLM's own time
     assert cal.stage("MultiLoRAModel").mean_ms(1) == pytest.approx(130.0 - 0.5 * 40.0)
@@ -138,3 +141,18 @@ def test_profile_derives_service_times_from_the_exact_figures_first():
     assert cal.stage("RAGService").mean_ms(1) == pytest.approx(0.2)  # 3 ms beyond the stages, less the proxy
     assert not cal.stage("Reranker").cpu_bound and not cal.stage("LLMGenerator").cpu_bound  # profile mode, HTTP wait
     assert cal.stage("QueryRewriter").cpu_bound
+
+
+def test_profile_charges_each_route_the_host_cpu_its_requests_cost_beyond_their_stages():
+    from tuner.profile import request_cpu_ms
+
+    def ph(route, n, busy):
+        return Phase(route=route, concurrency=1, start=0.0, end=10.0, latencies_ms=[1.0] * n, busy_cores=busy)
+
+    # 0.3 cores busy when idle; /predict: +0.05 cores per request/s -> 50 ms of CPU per request;
+    # burst phases (no CPU figure) do not count
+    burst = ph("/predict", 300, None)
+    burst.burst = True
+    phases = [ph("/predict", 100, 0.3 + 10 * 0.05), ph("/predict", 200, 0.3 + 20 * 0.05), burst, ph("/rag", 50, 0.3)]
+    out = request_cpu_ms(phases, 0.3, {"/predict": 20.0, "/rag": 100.0})
+    assert out["/predict"] == pytest.approx(30.0) and out["/rag"] == 0.0 and "/v1/completions" not in out

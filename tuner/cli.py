@@ -251,7 +251,7 @@ def validate(
     with PhaseProgress(console) as progress:
         _real, _sim, cmp = val.run_validation(stack, real_spec, sim_spec, repeat, progress, real)
     _print_validation(cmp)
-    console.print(f"results in {out}/ (validation.json, replicas.png, real/, sim/)")
+    console.print(f"results in {out}/ (validation.json, replicas.png, {'' if real else 'real/, '}sim/)")
     raise typer.Exit(0 if cmp["all_met"] else 1)
 
 

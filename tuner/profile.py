@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from loadgen.mix import MixSettings, RequestMix
 from target_app.llm_server.profile import load_profile
@@ -41,6 +42,7 @@ from tuner.sim.calibration import Calibration, LLMCalibration, StageTiming, save
 
 MIX_ROUTE = {"/rag": "rag", "/predict": "predict", "/v1/completions": "lora"}
 LEVELS = (1, 2, 4, 8)
+BURSTS = (4, 8, 16)
 
 
 @dataclass
@@ -52,18 +54,25 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     stages_ms: list[dict] = field(default_factory=list)
     errors: int = 0
+    busy_cores: float | None = None  # CPU the stack's processes used over the phase, in cores
+    burst: bool = False  # `concurrency` requests sent at once per round, not closed-loop
     deployments: dict[str, dict] = field(default_factory=dict)
 
 
-async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: int) -> Phase:
+async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: int, burst: bool = False) -> Phase:
+    """Closed loop with `concurrency` clients; or, with `burst`, rounds of `concurrency`
+    requests sent at once (so they reach the first batched stage together)."""
     import httpx
 
     mix = RequestMix(MixSettings(weights={MIX_ROUTE[route]: 1.0}, rag_stream=False), np.zeros(4096), seed)
-    phase = Phase(route, concurrency, time.time(), 0.0)
+    phase = Phase(route, concurrency, time.time(), 0.0, burst=burst)
     stop = time.monotonic() + seconds
     counter = iter(range(10**9))
 
-    async def worker(client):
+    async def one(client):
+        await worker(client, once=True)
+
+    async def worker(client, once: bool = False):
         while time.monotonic() < stop:
             req = mix.request(next(counter) % 4096)
             t = time.perf_counter()
@@ -78,22 +87,66 @@ async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: 
                     phase.stages_ms.append(r.json().get("stages_ms") or {})
             else:
                 phase.errors += 1
+            if once:
+                return
 
-    async with httpx.AsyncClient(base_url=host) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    async with httpx.AsyncClient(base_url=host, limits=httpx.Limits(max_connections=256)) as client:
+        if not burst:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        while burst and time.monotonic() < stop:
+            await asyncio.gather(*(one(client) for _ in range(concurrency)))
+            await asyncio.sleep(0.3)
     phase.end = time.time()
     return phase
 
 
-def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=print) -> list[Phase]:
-    """Drive each route at each concurrency level, one phase after another."""
+def stack_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by the stack's processes and their descendants
+    (Ray's workers, replicas and agents, the proxy, Milvus, the LLM server, Prometheus)."""
+    total, seen = 0.0, set()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in procs:
+            if p.pid in seen:
+                continue
+            seen.add(p.pid)
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
+
+
+def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=print,
+            pids: list[int] = ()) -> tuple[float, list[Phase]]:
+    """The stack's busy cores with no load, then each route at each concurrency level, one
+    phase after another, with the stack's busy cores in each."""
+    def busy_cpu_s() -> float:
+        return stack_cpu_s(list(pids))
+
+    report(f"idle stack for {min(phase_s, 10):g}s")
+    c0, t0 = busy_cpu_s(), time.monotonic()
+    time.sleep(min(phase_s, 10))
+    idle = (busy_cpu_s() - c0) / (time.monotonic() - t0)
     phases = []
     for route in ROUTES:
         for c in levels:
             report(f"{route} at concurrency {c} for {phase_s:g}s")
-            phases.append(asyncio.run(_drive(host, route, c, phase_s, seed)))
+            c0, t0 = busy_cpu_s(), time.monotonic()
+            phase = asyncio.run(_drive(host, route, c, phase_s, seed))
+            phase.busy_cores = (busy_cpu_s() - c0) / (time.monotonic() - t0)
+            phases.append(phase)
             time.sleep(2)  # let the phase's last requests and metrics settle apart from the next
-    return phases
+    for k in BURSTS:  # batches of known size at the RAG chain's first batched stage
+        report(f"/rag in bursts of {k} for {phase_s:g}s")
+        phases.append(asyncio.run(_drive(host, "/rag", k, phase_s, seed, burst=True)))
+        time.sleep(2)
+    return idle, phases
 
 
 def _by_deployment(rows) -> dict[str, float]:
@@ -128,13 +181,46 @@ def _mean(xs) -> float | None:
     return statistics.mean(xs) if xs else None
 
 
+def request_cpu_ms(phases: list[Phase], idle_cores: float, own_cpu_ms: dict[str, float]) -> dict[str, float]:
+    """Host CPU a request of each route costs beyond its deployments' own CPU work: the slope
+    of the stack's busy cores (over the idle stack's) against the route's request rate across
+    its closed-loop phases, less that own work."""
+    out = {}
+    for route in ROUTES:
+        # Every closed-loop phase: near saturation contention itself burns CPU on this kind of
+        # oversubscribed host, and that cost belongs to the requests that cause it.
+        pts = [(len(p.latencies_ms) / (p.end - p.start), p.busy_cores - idle_cores) for p in phases
+               if p.route == route and p.busy_cores is not None and p.end > p.start and not p.burst]
+        sxx = sum(x * x for x, _ in pts)
+        if sxx > 0:
+            per_request_ms = 1000 * sum(x * y for x, y in pts) / sxx
+            out[route] = round(max(0.0, per_request_ms - own_cpu_ms.get(route, 0.0)), 3)
+    return out
+
+
+def _batch_points(dep: str, s1: float, max_size: int, one: Phase, mine: list[Phase], fig) -> tuple:
+    """Service time against batch size: size 1 exact; larger sizes from the bursts, each at the
+    exact mean batch size (Prometheus' counts) and `s1` times the ratio of the burst's batch
+    time to the concurrency-1 phase's (Ray's bucket-midpoint sums are coarse; their ratio is
+    what is used). Without bursts for a stage its time is taken as flat in the batch size."""
+    pts: dict[int, list[float]] = {1: [s1]}
+    base = fig(one, dep, "batch_ms")
+    for p in mine:
+        if not (p.burst and base and fig(p, dep, "batches") and fig(p, dep, "batch_ms")):
+            continue
+        size = fig(p, dep, "processed") / fig(p, dep, "batches")
+        if size >= 1.5:
+            pts.setdefault(min(max_size, round(size)), []).append(s1 * fig(p, dep, "batch_ms") / base)
+    return tuple((b, round(max(0.2, statistics.mean(v)), 3)) for b, v in sorted(pts.items()))
+
+
 def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, source: str, serve_config: dict,
-           name: str = "measured", host_cpus: float | None = None) -> Calibration:
+           name: str = "measured", host_cpus: float | None = None, idle_cores: float | None = None) -> Calibration:
     """The calibration from measured phases (see the module's docstring)."""
     from tuner.sim.app import deployments_from_config
 
     deployed = deployments_from_config(serve_config)
-    single = {p.route: p for p in phases if p.concurrency == 1}
+    single = {p.route: p for p in phases if p.concurrency == 1 and not p.burst}
     fig = lambda p, dep, k: p.deployments.get(dep, {}).get(k)  # noqa: E731
     route_of = {}
     for route, ingress in ROUTES.items():
@@ -174,20 +260,13 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
             s1 -= (loads / n if n else 0.0) * load_ms
         s1 = max(0.2, s1)
         own1[dep] = s1
-        if dep in BATCHED:  # growth with batch size, from each phase's exact mean size and coarse time
-            pts = [(fig(p, dep, "processed") / fig(p, dep, "batches"), fig(p, dep, "batch_ms")) for p in mine
-                   if fig(p, dep, "batches") and fig(p, dep, "batch_ms") and fig(p, dep, "processed")]
-            slope = 0.0
-            if len(pts) >= 2 and max(b for b, _ in pts) - min(b for b, _ in pts) >= 0.2:
-                b, ms = zip(*pts)
-                slope = max(0.0, float(np.polyfit(b, ms, 1)[0]))
-            top = spec.max_batch_size
-            timing["service_ms"] = ((1, round(s1, 3)),) + (((top, round(s1 + slope * (top - 1), 3)),) if top > 1 else ())
+        if dep in BATCHED:
+            timing["service_ms"] = _batch_points(dep, s1, spec.max_batch_size, one, mine, fig)
         else:
             timing["service_ms"] = ((1, round(s1, 3)),)
         if not _children(dep) and dep != LLM_CALLER and dep not in BATCHED:
             sustained = max(((fig(p, dep, "processed") or 0.0) / p.deployments["__duration__"]["s"] * s1 / 1000
-                             for p in mine), default=1.0)
+                             for p in mine if not p.burst), default=1.0)
             timing["concurrency"] = max(1, round(sustained))
         stages[dep] = StageTiming(**timing)
     # The proxy's share: a route's client latency less its ingress' processing (the short
@@ -206,8 +285,19 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
     prompt = _mean(prompts)
     llm = LLMCalibration(profile=load_profile(llm_profile), prompt_tokens=max(1, round(prompt)) if prompt else 400,
                          http_ms=0.0)
-    return Calibration(name=name, source=source, proxy_ms=round(proxy, 3), hop_ms=0.0, host_cpus=host_cpus,
-                       stages=stages, llm=llm)
+    extra: dict = {}
+    if host_cpus and idle_cores is not None:
+        own = {r: sum(stages[d].mean_ms(1) for d, rr in route_of.items() if rr == r and stages[d].cpu_bound
+                      and d not in BY_DOMAIN.get("DomainRouter", {}).values()) for r in ROUTES}
+        classifiers = [stages[d].mean_ms(1) for d in BY_DOMAIN["DomainRouter"].values()]
+        own["/predict"] += statistics.mean(classifiers)  # one classifier per request
+        for dep in MULTIPLEXED:  # adapter loads are the model's own work too
+            one = single[route_of[dep]]
+            n = fig(one, dep, "processed") or 0.0
+            own[route_of[dep]] += stages[dep].load_ms * (fig(one, dep, "loads") or 0.0) / n if n else 0.0
+        extra = {"host_cpus": round(max(0.5, host_cpus - idle_cores), 3),
+                 "request_cpu_ms": request_cpu_ms(phases, idle_cores, own)}
+    return Calibration(name=name, source=source, proxy_ms=round(proxy, 3), hop_ms=0.0, stages=stages, llm=llm, **extra)
 
 
 def run_profile(stack, out: Path, phase_s: float = 15.0, levels=LEVELS, name: str = "measured",
@@ -216,13 +306,14 @@ def run_profile(stack, out: Path, phase_s: float = 15.0, levels=LEVELS, name: st
     calibration.yaml (derived from it) to `out`."""
     prom = Prometheus(stack.prometheus_url)
     serve_config = stack.read_state().get("serve_config") or {}
-    phases = measure(stack.serve_url(serve_config), phase_s, levels, report=report)
+    pids = [p["pid"] for p in stack.read_state().get("processes", [])]
+    idle, phases = measure(stack.serve_url(serve_config), phase_s, levels, report=report, pids=pids)
     lag = stack.cfg.ray_metrics_report_ms / 1000 + 2 * stack.cfg.scrape_interval_s + 1
     time.sleep(lag)
     read_phases(prom, phases, lag)
     measured = {"phases": [asdict(p) for p in phases],
                 "startup_ms": _by_deployment(prom.vector(promql.replica_startup_mean_ms())),
-                "llm_profile": stack.cfg.llm_profile, "host_cpus": float(os.cpu_count() or 1),
+                "llm_profile": stack.cfg.llm_profile, "host_cpus": float(os.cpu_count() or 1), "idle_cores": idle,
                 "serve_config": serve_config,
                 "source": (f"tuner profile on {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), "
                            f"{time.strftime('%Y-%m-%d', time.gmtime())}; phases of {phase_s:g}s at concurrency "
@@ -244,6 +335,7 @@ def derive_from(folder: Path, name: str = "measured") -> Calibration:
         raise UsageError(f"--from: {path} does not exist (run `tuner profile --out {folder}` first)") from None
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"--from: {path} is not a profile's measurements: {e}") from None
-    cal = derive(phases, m["startup_ms"], m["llm_profile"], m["source"], m["serve_config"], name, m.get("host_cpus"))
+    cal = derive(phases, m["startup_ms"], m["llm_profile"], m["source"], m["serve_config"], name, m.get("host_cpus"),
+                 m.get("idle_cores"))
     save_calibration(cal, folder / "calibration.yaml")
     return cal

@@ -62,7 +62,6 @@ class _Sequence:
     prompt_tokens: int
     max_tokens: int
     prefilled: int = 0
-    generated: int = 0
 
     @property
     def prefill_remaining(self) -> int:
@@ -80,30 +79,40 @@ class Scheduler:
     prefill, then one token per step until it has exactly ``max_tokens``
     (ignore-EOS), and then leaves.
 
-    Call ``plan_step`` and ``complete_step`` alternately; the time between them
-    is the step's ``duration_ms``.
+    Call ``plan_step`` and ``complete_step`` (or ``advance``) alternately; the
+    time between them is the step's ``duration_ms``. A decoding sequence's last
+    step is known when it gets its first token, so a step costs time in the
+    sequences that start or finish in it, not in every running one.
     """
 
     def __init__(self, profile: LatencyProfile) -> None:
         self.profile = profile
         # dicts keep insertion order, which gives FIFO order plus O(1) cancel.
         self._waiting: dict[SeqId, _Sequence] = {}
-        self._running: dict[SeqId, _Sequence] = {}
+        self._prefilling: dict[SeqId, _Sequence] = {}  # admitted, prompt not all processed
+        self._decoding: dict[SeqId, _Sequence] = {}    # admitted, one token per step
+        self._last_step: dict[int, list[SeqId]] = {}    # step number -> sequences whose last token it gives
+        self._steps = 0
         self._in_flight: StepPlan | None = None
 
     @property
     def num_running(self) -> int:
         """Sequences admitted to the batch (prefilling or decoding)."""
-        return len(self._running)
+        return len(self._prefilling) + len(self._decoding)
 
     @property
     def num_waiting(self) -> int:
         """Sequences queued for admission."""
         return len(self._waiting)
 
+    @property
+    def steps_completed(self) -> int:
+        """Steps completed so far (the number of the last completed step)."""
+        return self._steps
+
     def add(self, seq_id: SeqId, prompt_tokens: int, max_tokens: int) -> None:
         """Queue a new sequence; raises ``ValueError`` if it can never fit."""
-        if seq_id in self._waiting or seq_id in self._running:
+        if seq_id in self._waiting or seq_id in self._prefilling or seq_id in self._decoding:
             raise ValueError(f"duplicate sequence id {seq_id}")
         if prompt_tokens < 1 or max_tokens < 1:
             raise ValueError("prompt_tokens and max_tokens must be >= 1")
@@ -122,7 +131,8 @@ class Scheduler:
         """
         return (
             self._waiting.pop(seq_id, None) is not None
-            or self._running.pop(seq_id, None) is not None
+            or self._prefilling.pop(seq_id, None) is not None
+            or self._decoding.pop(seq_id, None) is not None
         )
 
     def plan_step(self) -> StepPlan | None:
@@ -132,22 +142,21 @@ class Scheduler:
         budget = self.profile.max_num_batched_tokens
         # The profile guarantees max_num_batched_tokens >= max_num_seqs, so all
         # decodes always fit in the budget.
-        decode = tuple(sid for sid, seq in self._running.items() if seq.prefill_remaining == 0)
+        decode = tuple(self._decoding)
         budget -= len(decode)
 
         prefill: list[tuple[SeqId, int]] = []
-        for sid, seq in self._running.items():
+        for sid, seq in self._prefilling.items():
             if budget == 0:
                 break
-            if seq.prefill_remaining > 0:
-                chunk = min(seq.prefill_remaining, budget)
-                prefill.append((sid, chunk))
-                budget -= chunk
+            chunk = min(seq.prefill_remaining, budget)
+            prefill.append((sid, chunk))
+            budget -= chunk
 
         admitted: list[SeqId] = []
-        while self._waiting and budget > 0 and len(self._running) < self.profile.max_num_seqs:
+        while self._waiting and budget > 0 and self.num_running < self.profile.max_num_seqs:
             sid = next(iter(self._waiting))
-            seq = self._running[sid] = self._waiting.pop(sid)
+            seq = self._prefilling[sid] = self._waiting.pop(sid)
             admitted.append(sid)
             chunk = min(seq.prompt_tokens, budget)
             prefill.append((sid, chunk))
@@ -165,32 +174,49 @@ class Scheduler:
         self._in_flight = plan
         return plan
 
+    def advance(self, plan: StepPlan) -> tuple[list[SeqId], list[SeqId], list[SeqId]]:
+        """Apply the finished step: the sequences that got their first token, the sequences
+        that decoded a token, and those whose last token this was (any of the first two)."""
+        if plan is not self._in_flight:
+            raise RuntimeError("complete_step called with a plan that is not in flight")
+        self._in_flight = None
+        self._steps += 1
+        step = self._steps
+        first: list[SeqId] = []
+        finished: list[SeqId] = []
+        for sid, chunk in plan.prefill:
+            seq = self._prefilling.get(sid)
+            if seq is None:  # cancelled
+                continue
+            seq.prefilled += chunk
+            if seq.prefill_remaining == 0:
+                del self._prefilling[sid]
+                first.append(sid)
+                if seq.max_tokens == 1:
+                    finished.append(sid)
+                else:
+                    self._decoding[sid] = seq
+                    self._last_step.setdefault(step + seq.max_tokens - 1, []).append(sid)
+        decoding = self._decoding
+        decoded = [sid for sid in plan.decode if sid in decoding]
+        for sid in self._last_step.pop(step, ()):
+            if decoding.pop(sid, None) is not None:
+                finished.append(sid)
+        return first, decoded, finished
+
     def complete_step(self, plan: StepPlan) -> list[tuple[SeqId, SeqEvent]]:
         """Apply the finished step's progress and report per-sequence events, in
         order: prefill completions (``FIRST_TOKEN``) first, then decodes
         (``TOKEN``); each sequence's last token is followed by ``FINISHED``."""
-        if plan is not self._in_flight:
-            raise RuntimeError("complete_step called with a plan that is not in flight")
-        self._in_flight = None
+        first, decoded, finished = self.advance(plan)
+        done = set(finished)
         events: list[tuple[SeqId, SeqEvent]] = []
-        for sid, chunk in plan.prefill:
-            seq = self._running.get(sid)
-            if seq is None:
-                continue
-            seq.prefilled += chunk
-            if seq.prefill_remaining == 0:
-                self._emit_token(sid, seq, SeqEvent.FIRST_TOKEN, events)
-        for sid in plan.decode:
-            seq = self._running.get(sid)
-            if seq is not None:
-                self._emit_token(sid, seq, SeqEvent.TOKEN, events)
+        for sid in first:
+            events.append((sid, SeqEvent.FIRST_TOKEN))
+            if sid in done:
+                events.append((sid, SeqEvent.FINISHED))
+        for sid in decoded:
+            events.append((sid, SeqEvent.TOKEN))
+            if sid in done:
+                events.append((sid, SeqEvent.FINISHED))
         return events
-
-    def _emit_token(
-        self, sid: SeqId, seq: _Sequence, event: SeqEvent, events: list[tuple[SeqId, SeqEvent]]
-    ) -> None:
-        seq.generated += 1
-        events.append((sid, event))
-        if seq.generated == seq.max_tokens:
-            del self._running[sid]
-            events.append((sid, SeqEvent.FINISHED))

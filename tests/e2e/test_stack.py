@@ -374,7 +374,10 @@ def test_profile_writes_a_calibration_the_simulator_runs(stack, tmp_path):
     assert cal.stage("MultiLoRAModel").load_ms > 0 and cal.stage("QueryRewriter").start_s > 0
     assert not cal.stage("Reranker").cpu_bound  # profile mode holds the batch: no CPU work
     measured = json.loads((tmp_path / "calib" / "measurements.json").read_text())
-    assert len(measured["phases"]) == 6 and all(p["latencies_ms"] for p in measured["phases"])
+    assert len(measured["phases"]) == 9 and all(p["latencies_ms"] for p in measured["phases"])  # 3 routes x 2 levels, 3 bursts
+    assert [p["concurrency"] for p in measured["phases"] if p["burst"]] == [4, 8, 16]
+    assert len(cal.stage("QueryRewriter").service_ms) >= 2  # bursts gave batches of more than one
+    assert measured["idle_cores"] > 0 and all(p["busy_cores"] > 0 for p in measured["phases"] if not p["burst"])
     s = tuner("sim", "--calibration", str(tmp_path / "calib" / "calibration.yaml"), "--duration", "20",
               "--out", str(tmp_path / "sim"), *BURST, timeout=300)
     assert s.returncode in (0, 1), s.stderr

@@ -48,6 +48,8 @@ class RayAutoscalerConfig(Frozen):
     max_concurrent_launches: PositiveInt = 10
     loop_s: PositiveFloat = Field(5.0, description="AUTOSCALER_UPDATE_INTERVAL_S")
     pod_start_s: NonNegativeFloat = Field(30.0, description="pod scheduled to Ray node joined (for the simulator)")
+    demand_lag_s: NonNegativeFloat = Field(1.0, description="pending demand reaches the autoscaler after this "
+                                                            "(gcs_pull_resource_loads_period_milliseconds; for the simulator)")
 
     @property
     def upscaling_speed(self) -> float:
@@ -160,7 +162,7 @@ def decide(cfg: RayAutoscalerConfig, nodes: list[Node], demands: list[Resources]
     infeasible = tuple(d for d in rest if not any(_fits(g.resources, d) for g in cfg.groups))
     queued = {g.name: sum(1 for s in added if s.group == g.name) for g in cfg.groups}
     return AutoscalerDecision(launch=_launch_caps(cfg, nodes, queued), queued={k: v for k, v in queued.items() if v},
-                              terminate=_idle(cfg, nodes, {s.id for s in used if not s.new}, bool(rest), now),
+                              terminate=_idle(cfg, nodes, {s.id for s in used if not s.new}, now),
                               infeasible=infeasible)
 
 
@@ -178,17 +180,16 @@ def _launch_caps(cfg: RayAutoscalerConfig, nodes: list[Node], queued: dict[str, 
     return out
 
 
-def _idle(cfg: RayAutoscalerConfig, nodes: list[Node], wanted: set[str], unmet: bool, now: float) -> tuple[str, ...]:
-    """Running worker pods idle past their timeout, longest idle first, keeping min_workers
-    per group; none while some demand still waits for a node (it may land there)."""
-    if unmet:
-        return ()
+def _idle(cfg: RayAutoscalerConfig, nodes: list[Node], wanted: set[str], now: float) -> tuple[str, ...]:
+    """Running worker pods idle longer than their timeout, longest idle first, keeping
+    min_workers per group and the pods this pass placed demand on (Ray's
+    `_enforce_idle_termination`: demand that fits nowhere does not keep idle pods)."""
     out = []
     for g in cfg.groups:
         timeout = cfg.idle_timeout_s if g.idle_timeout_s is None else g.idle_timeout_s
         members = [n for n in nodes if n.group == g.name]
         idle = sorted((n for n in members if n.status == "running" and n.idle_since is not None
-                       and n.id not in wanted and now - n.idle_since >= timeout), key=lambda n: n.idle_since)
+                       and n.id not in wanted and now - n.idle_since > timeout), key=lambda n: n.idle_since)
         spare = len(members) - g.min_workers
         out += [n.id for n in idle[:max(0, spare)]]
     return tuple(out)

@@ -43,6 +43,10 @@ SERVE_DEFAULT_MAX_ONGOING = 5
 DEFAULT_LLM_MAX_TOKENS = 32
 
 
+def _nothing(_) -> None:
+    pass
+
+
 @dataclass
 class Deployed:
     """One deployment's settings as the simulator uses them."""
@@ -139,6 +143,7 @@ class SimApp:
         # Replicas oversubscribe the host's cores only where Ray offers more CPUs than it has.
         self.host = Host(self.engine, cal.host_cpus) if cal.host_cpus and cluster.layer == "fixed" else None
         self._on_host = {n for n in self.deployed if cal.stage(n).cpu_bound}
+        self._request_cpu = {r: ms / 1000 for r, ms in cal.request_cpu_ms.items()} if self.host else {}
         if cluster.layer == "ray-autoscaler":
             RayAutoscalerLoop(self.engine, self.cluster, cluster.ray_autoscaler, until)
         elif cluster.layer == "hpa":
@@ -166,6 +171,9 @@ class SimApp:
             cr.dropped = True
             return
         self.in_flight += 1
+        cpu = self._request_cpu.get(cr.path)
+        if cpu:  # the stack's own CPU for this request competes with the replicas' work
+            self.host.run(cpu, _nothing)
         self.engine.after(self._half_proxy, self._enter, cr)
 
     def _enter(self, cr: ClientRequest) -> None:

@@ -90,7 +90,10 @@ class Calibration(Frozen):
     source: str = ""
     proxy_ms: NonNegativeFloat = Field(2.0, description="HTTP proxy overhead per request")
     host_cpus: PositiveFloat | None = Field(
-        None, description="cores the measured host shares among replicas' CPU work (the local stack); None: no sharing")
+        None, description="cores the measured host leaves to the app when idle (the local stack); None: no sharing")
+    request_cpu_ms: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict, description="by route: host CPU a request costs outside the deployments' own work "
+                                          "(proxy, Ray's routers and metrics, Milvus, the LLM server)")
     hop_ms: NonNegativeFloat = Field(1.0, description="one DeploymentHandle call, there and back")
     stages: dict[str, StageTiming] = Field(default_factory=dict, description="by deployment name")
     default_stage: StageTiming = StageTiming()

@@ -86,7 +86,7 @@ class Cluster:
                  on_lost: Callable[[object], None] = lambda r: None):
         self.engine, self.spec, self.demand_of, self.on_lost = engine, spec, demand_of, on_lost
         self.nodes: dict[str, SimNode] = {}
-        self.pending: deque = deque()  # (replica, callback) waiting for room
+        self.pending: deque = deque()  # (replica, callback, since) waiting for room
         self.timeline: dict[str, list[tuple[float, int]]] = {}
         self._ids = 0
         self._add_node(HEAD, None, spec.head, "running")
@@ -105,7 +105,7 @@ class Cluster:
     def request(self, replica, placed: Callable[[object], None]) -> None:
         """Place `replica` now if a node has room, else when one has; then call `placed`."""
         if not self._try_place(replica, placed):
-            self.pending.append((replica, placed))
+            self.pending.append((replica, placed, self.engine.now))
 
     def _try_place(self, replica, placed) -> bool:
         demand = self.demand_of(replica)
@@ -124,7 +124,7 @@ class Cluster:
         """A replica is gone (stopped, or cancelled before it was placed)."""
         node = replica.node
         if node is None:
-            self.pending = deque((r, cb) for r, cb in self.pending if r is not replica)
+            self.pending = deque(p for p in self.pending if p[0] is not replica)
             return
         replica.node = None
         if replica in node.replicas:
@@ -154,9 +154,9 @@ class Cluster:
     def _drain_pending(self) -> None:
         still = deque()
         while self.pending:
-            replica, cb = self.pending.popleft()
+            replica, cb, since = self.pending.popleft()
             if not self._try_place(replica, cb):
-                still.append((replica, cb))
+                still.append((replica, cb, since))
         self.pending = still
 
     def _running_nodes(self):
@@ -224,7 +224,10 @@ class RayAutoscalerLoop:
 
     def _tick(self, _=None) -> None:
         c = self.cluster
-        demands = [c.demand_of(r) for r, _ in c.pending]
+        # The GCS pulls pending demand from the raylets every second: the autoscaler sees a
+        # replica's demand only once it has waited that long (measured against the real one).
+        seen = self.engine.now - self.cfg.demand_lag_s
+        demands = [c.demand_of(r) for r, _, since in c.pending if since <= seen]
         d = decide(self.cfg, c.policy_nodes(), demands, self.engine.now)
         for nid in d.terminate:
             c.remove(nid)

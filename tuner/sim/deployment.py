@@ -232,9 +232,11 @@ class SimDeployment:
     def _two_choices(self, live: list[Replica], cap: int) -> Replica | None:
         """The less loaded of two random replicas if one has room, else any with room (the
         router's next rounds find it), else None."""
-        if len(live) >= 2:
-            i = self._pick_rng.randrange(len(live))
-            j = self._pick_rng.randrange(len(live) - 1)
+        n = len(live)
+        if n >= 2:
+            draw = self._pick_rng.random
+            i = int(draw() * n)
+            j = int(draw() * (n - 1))
             a, b = live[i], live[j + (j >= i)]
             best = a if a.ongoing <= b.ongoing else b
             if best.ongoing < cap:

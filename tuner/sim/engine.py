@@ -25,12 +25,14 @@ class Engine:
 
     def at(self, t: float, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Run `fn(arg)` at time `t` (not before now)."""
-        heapq.heappush(self._heap, (max(t, self.now), self._seq, fn, arg))
+        now = self.now
+        heapq.heappush(self._heap, (t if t > now else now, self._seq, fn, arg))
         self._seq += 1
 
     def after(self, delay: float, fn: Callable[[Any], None], arg: Any = None) -> None:
-        """Run `fn(arg)` `delay` seconds from now."""
-        self.at(self.now + delay, fn, arg)
+        """Run `fn(arg)` `delay` seconds from now (delay >= 0)."""
+        heapq.heappush(self._heap, (self.now + delay, self._seq, fn, arg))
+        self._seq += 1
 
     def run(self, until: float = math.inf) -> int:
         """Process events up to `until`; returns how many ran."""

@@ -13,13 +13,10 @@ from typing import Callable
 from pydantic import NonNegativeFloat, PositiveFloat
 
 from target_app.llm_server.profile import LatencyProfile
-from target_app.llm_server.scheduler import Scheduler, SeqEvent
+from target_app.llm_server.scheduler import Scheduler
 from tuner.policies import Frozen
 from tuner.policies.hpa import HPASpec, HPAState, Observed, PodSample, reconcile
 from tuner.sim.engine import Engine
-
-FIRST, TOKEN, FINISHED = SeqEvent.FIRST_TOKEN, SeqEvent.TOKEN, SeqEvent.FINISHED
-
 
 class HPAOnLLM(Frozen):
     """An HPA on the LLM engines' Deployment; its metrics name `num_requests_waiting` or
@@ -31,16 +28,17 @@ class HPAOnLLM(Frozen):
 
 
 class _Seq:
-    __slots__ = ("on_first", "on_done", "last", "itl")
+    __slots__ = ("on_first", "on_done", "first_step")
 
     def __init__(self, on_first, on_done):
         self.on_first, self.on_done = on_first, on_done
-        self.last = 0.0
-        self.itl: list[float] = []
+        self.first_step = 0
 
 
 class SimEngine:
-    """One engine: the scheduler's steps back to back while it has work."""
+    """One engine: the scheduler's steps back to back while it has work. Every decoding
+    sequence gets one token per step, so a sequence's inter-token gaps are the durations of the
+    steps after its first token (kept per step, read once when it finishes)."""
 
     def __init__(self, sim: Engine, profile: LatencyProfile, started: float):
         self.sim, self.sched = sim, Scheduler(profile)
@@ -48,6 +46,7 @@ class SimEngine:
         self.stepping = False
         self.accepting = True
         self.started = started
+        self.step_ms: list[float] = [0.0]  # duration of step n at index n
 
     def add(self, sid: int, prompt: int, max_tokens: int, seq: _Seq) -> None:
         self.sched.add(sid, prompt, max_tokens)
@@ -63,18 +62,17 @@ class SimEngine:
 
     def _complete(self, plan) -> None:
         now = self.sim.now
+        self.step_ms.append(plan.duration_ms)
+        step = len(self.step_ms) - 1
+        first, _decoded, finished = self.sched.advance(plan)
         seqs = self.seqs
-        for sid, ev in self.sched.complete_step(plan):
+        for sid in first:
             seq = seqs[sid]
-            if ev is TOKEN:
-                seq.itl.append((now - seq.last) * 1000)
-                seq.last = now
-            elif ev is FIRST:
-                seq.last = now
-                seq.on_first(now)
-            else:
-                del seqs[sid]
-                seq.on_done(seq.itl)
+            seq.first_step = step
+            seq.on_first(now)
+        for sid in finished:
+            seq = seqs.pop(sid)
+            seq.on_done(self.step_ms[seq.first_step + 1:step + 1])
         self._step()
 
 
