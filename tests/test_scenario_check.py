@@ -87,6 +87,7 @@ def test_the_plan_holds_every_arrival_as_the_generators_would_send_it(tmp_path):
     for i in (0, len(times) // 2, len(times) - 1):
         r = mix.request(i)
         row = plan.iloc[i]
-        assert (row["path"], row["adapter"] or None, row["domain"] or None) == (r.path, r.adapter, r.body.get("domain"))
+        got = tuple(None if pd.isna(row[c]) else row[c] for c in ("path", "adapter", "domain"))
+        assert got == (r.path, r.adapter, r.body.get("domain"))
     assert set(plan["path"]) == {"/rag", "/predict", "/v1/completions"}
     assert info["request_timeout_s"] == 60.0 and info["drain_s"] == 10.0

@@ -198,15 +198,18 @@ def test_calibration_interpolates_and_draws_with_its_mean_and_spread():
     assert LLMCalibration().profile.max_num_seqs == 256
 
 
-@pytest.mark.parametrize("cores, ends", [(1.0, [2.0, 2.0]), (2.0, [1.0, 1.0]), (4.0, [1.0, 1.0])])
-def test_the_host_shares_its_cores_among_cpu_work(cores, ends):
+@pytest.mark.parametrize("cores, owners, ends", [
+    (1.0, ("a", "b"), [2.0, 2.0]), (2.0, ("a", "b"), [1.0, 1.0]), (4.0, ("a", "b"), [1.0, 1.0]),
+    (2.0, ("a", "a"), [2.0, 2.0]),  # one process: its jobs share one core however many the host has
+])
+def test_the_host_shares_its_cores_among_processes_and_a_process_among_its_jobs(cores, owners, ends):
     from tuner.sim.host import Host
 
     e = Engine()
     h = Host(e, cores)
     seen = []
-    h.run(1.0, lambda _: seen.append(e.now))
-    h.run(1.0, lambda _: seen.append(e.now))
+    for owner in owners:
+        h.run(1.0, lambda _: seen.append(e.now), None, owner)
     e.run()
     assert seen == pytest.approx(ends)
 
@@ -217,7 +220,10 @@ def test_a_job_started_later_shares_only_from_then_on():
     e = Engine()
     h = Host(e, 1.0)
     seen = {}
-    h.run(1.0, lambda _: seen.setdefault("a", e.now))
-    e.at(0.5, lambda _: h.run(0.25, lambda _: seen.setdefault("b", e.now)))
+    h.run(1.0, lambda _: seen.setdefault("a", e.now), None, "p")
+    e.at(0.5, lambda _: h.run(0.25, lambda _: seen.setdefault("b", e.now), None, "q"))
+    e.at(0.5, lambda _: h.run(0.25, lambda _: seen.setdefault("c", e.now), None, "q"))
     e.run()
-    assert seen["b"] == pytest.approx(1.0) and seen["a"] == pytest.approx(1.25)
+    # from 0.5: p gets half a core for its last 0.5 s of work, q the other half shared by b and
+    # c (0.25 s each): all three are done at 1.5
+    assert seen == pytest.approx({"a": 1.5, "b": 1.5, "c": 1.5})

@@ -43,8 +43,7 @@ SERVE_DEFAULT_MAX_ONGOING = 5
 DEFAULT_LLM_MAX_TOKENS = 32
 
 
-def _nothing(_) -> None:
-    pass
+PROXY = "proxy"  # the Serve proxy: one process every HTTP request passes through
 
 
 @dataclass
@@ -172,9 +171,10 @@ class SimApp:
             return
         self.in_flight += 1
         cpu = self._request_cpu.get(cr.path)
-        if cpu:  # the stack's own CPU for this request competes with the replicas' work
-            self.host.run(cpu, _nothing)
-        self.engine.after(self._half_proxy, self._enter, cr)
+        if cpu:  # the stack's own CPU for this request, on its way in through the one proxy process
+            self.host.run(cpu, self._enter, cr, PROXY)
+        else:
+            self.engine.after(self._half_proxy, self._enter, cr)
 
     def _enter(self, cr: ClientRequest) -> None:
         ingress = self.deps[ROUTES[cr.path]]
@@ -196,15 +196,16 @@ class SimApp:
             return self._multiplexed
         return self._leaf
 
-    def _spend(self, name: str, seconds: float, fn, arg) -> None:
-        """`seconds` of the deployment's own work, on the host's shared cores if CPU-bound."""
-        if self.host is not None and name in self._on_host:
-            self.host.run(seconds, fn, arg)
+    def _spend(self, replica: Replica, seconds: float, fn, arg) -> None:
+        """`seconds` of a replica's own work: on the host's shared cores (the replica is one
+        process) if its deployment is CPU-bound, else simply time."""
+        if self.host is not None and replica.dep.spec.name in self._on_host:
+            self.host.run(seconds, fn, arg, replica)
         else:
             self.engine.after(seconds, fn, arg)
 
     def _leaf(self, replica: Replica, batch: list[Request]) -> None:
-        self._spend(replica.dep.spec.name, replica.dep.service(len(batch)), replica.finish, batch)
+        self._spend(replica, replica.dep.service(len(batch)), replica.finish, batch)
 
     def _composite(self, replica: Replica, batch: list[Request]) -> None:
         req = batch[0]
@@ -212,9 +213,9 @@ class SimApp:
         name = replica.dep.spec.name
         calls = CHAIN.get(name) or (BY_DOMAIN[name].get(cr.domain or ""),)
         if calls[0] is None:  # unknown domain: the router answers 400 without a call
-            self._spend(name, replica.dep.service(1), replica.finish, batch)
+            self._spend(replica, replica.dep.service(1), replica.finish, batch)
             return
-        self._spend(name, replica.dep.service(1), self._hop, (replica, batch, calls, 0))
+        self._spend(replica, replica.dep.service(1), self._hop, (replica, batch, calls, 0))
 
     def _hop(self, state) -> None:
         self.engine.after(self._half_hop, self._call, state)
@@ -264,7 +265,7 @@ class SimApp:
         def send(_) -> None:
             self.engine.after(http, lambda _: self.llm.submit(prompt, out, first, done))
 
-        self._spend(LLM_CALLER, replica.dep.service(1), send, None)
+        self._spend(replica, replica.dep.service(1), send, None)
 
     def _multiplexed(self, replica: Replica, batch: list[Request]) -> None:
         req = batch[0]
@@ -272,7 +273,7 @@ class SimApp:
         t = dep.service(1)
         if req.miss:
             t += self.cal.stage(dep.spec.name).load_ms / 1000
-        self._spend(dep.spec.name, t, replica.finish, batch)
+        self._spend(replica, t, replica.finish, batch)
 
     # -- running -----------------------------------------------------------------------
     def run(self) -> None:
