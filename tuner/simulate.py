@@ -109,6 +109,14 @@ def run_sim(spec: SimSpec, info: dict, plan: pd.DataFrame) -> TrialResult:
     out_dir = spec.out
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "serve_config.yaml").write_text(yaml.safe_dump(spec.serve_config, sort_keys=False))
+    result, records = sim_trial(spec, info, plan)
+    records.drop(columns=["latency_ms", "service_ms", "lag_ms"]).to_parquet(out_dir / "records.parquet", index=False)
+    write_result(out_dir / "result.json", result)
+    return result
+
+
+def sim_trial(spec: SimSpec, info: dict, plan: pd.DataFrame) -> tuple[TrialResult, pd.DataFrame]:
+    """One simulated trial in memory: its result (as result.json holds it) and client records."""
     try:
         outcome = simulate(spec.serve_config, plan, spec.calibration, spec.cluster, duration_s=spec.duration_s,
                            warmup_s=spec.warmup_s, seed=spec.seed, request_timeout_s=info.get("request_timeout_s", 60.0),
@@ -117,7 +125,6 @@ def run_sim(spec: SimSpec, info: dict, plan: pd.DataFrame) -> TrialResult:
     except ValueError as e:
         raise UsageError(f"cannot simulate {spec.config_path or 'the config'}: {e}") from None
     records = outcome.records
-    records.drop(columns=["latency_ms", "service_ms", "lag_ms"]).to_parquet(out_dir / "records.parquet", index=False)
     summary = summarize(records)
     end = max(spec.duration_s, float(records["end"].max()) if records["end"].notna().any() else 0.0)
     clauses = [ClauseVerdict(clause=c, client=(v := client_value(c, records, spec.duration_s)), server=None,
@@ -151,5 +158,4 @@ def run_sim(spec: SimSpec, info: dict, plan: pd.DataFrame) -> TrialResult:
                            cluster=spec.cluster.layer, llm_hpa=spec.llm_hpa is not None, events=outcome.events,
                            wall_s=round(outcome.wall_s, 3), speedup=round(simulated / max(outcome.wall_s, 1e-9), 1)),
         timings_s={"simulate": round(outcome.wall_s, 3)})
-    write_result(out_dir / "result.json", result)
-    return result
+    return result, records

@@ -1,0 +1,107 @@
+"""The search space: parsing (valid and invalid files), constraints held by every sampled
+configuration, and values applied to a Serve config that Ray's schema accepts."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from tuner.errors import UsageError
+from tuner.optimize.space import apply, load_space, repair, suggest
+
+CONFIG = yaml.safe_load(open("target_app/serve_config.yaml"))
+
+
+def space_file(tmp_path, text: str):
+    p = tmp_path / "space.yaml"
+    p.write_text(text)
+    return p
+
+
+def by_name(cfg: dict) -> dict:
+    return {d["name"]: d for a in cfg["applications"] for d in a["deployments"]}
+
+
+def test_the_shipped_space_loads_and_names_every_parameter():
+    space = load_space(None, CONFIG)
+    names = space.names()
+    assert "serve.QueryRewriter.max_batch_size" in names and "cluster.ray-autoscaler.upscaling_mode" in names
+    assert space.param("serve.Reranker.target_ongoing_requests").scale == "log"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("serve: {Nope: {max_replicas: {type: int, low: 1, high: 2}}}", "serve.Nope: no such deployment"),
+    ("serve: {Reranker: {max_replica: {type: int, low: 1, high: 2}}}", "serve.Reranker.max_replica: unknown parameter"),
+    ("serve: {Reranker: {max_replicas: {type: int, low: 3, high: 2}}}", "low (3) must be <= high (2)"),
+    ("serve: {Reranker: {upscale_delay_s: {type: float, low: 0, high: 2, scale: log}}}", "a log scale needs low > 0"),
+    ("serve: {Reranker: {max_replicas: {type: float, low: 1, high: 2}}}", "must be an int parameter"),
+    ("serve: {Reranker: {max_replicas: {type: int, low: 1}}}", "needs `low` and `high`"),
+    ("serve: {Reranker: {max_replicas: {type: int, low: 1, high: 2, step: 1}}}", "Extra inputs are not permitted"),
+    ("cluster: {k8s: {x: {type: int, low: 1, high: 2}}}", "cluster.k8s: unknown layer"),
+    ("cluster: {hpa: {speed: {type: int, low: 1, high: 2}}}", "cluster.hpa.speed: unknown parameter"),
+    ("serve: {Reranker: {max_replicas: {type: categorical}}}", "non-empty `choices`"),
+    ("serve: [1, 2]", "Input should be a valid dictionary"),
+    ("{}", "no parameters to search"),
+    ("serve: {Reranker: {max_replicas: [", "not YAML"),
+])
+def test_a_bad_space_file_is_a_usage_error_naming_the_field(tmp_path, text, expected):
+    with pytest.raises(UsageError, match="--space") as e:
+        load_space(space_file(tmp_path, text), CONFIG)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_sampled_configuration_holds_the_constraints_and_validates_with_ray():
+    space = load_space(None, CONFIG)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(200):
+        trial = study.ask()
+        values = repair(suggest(trial, space), space, CONFIG)
+        cfg = apply(CONFIG, values)
+        ServeDeploySchema.model_validate(cfg)
+        for d in by_name(cfg).values():
+            a = d.get("autoscaling_config")
+            if a:
+                assert a["min_replicas"] <= a.get("initial_replicas", a["min_replicas"]) <= a["max_replicas"]
+                assert d.get("max_ongoing_requests", 5) >= a.get("target_ongoing_requests", 2)
+        study.tell(trial, 0.0)
+
+
+def test_apply_puts_each_parameter_where_serve_reads_it_and_leaves_the_input_alone():
+    before = yaml.safe_dump(CONFIG)
+    cfg = apply(CONFIG, {"serve.QueryRewriter.max_batch_size": 8, "serve.QueryRewriter.target_ongoing_requests": 3.0,
+                         "serve.VectorSearch.min_replicas": 2, "serve.Reranker.num_replicas": 2,
+                         "serve.MultiLoRAModel.max_models_per_replica": 6, "serve.LLMGenerator.num_cpus": 0.5,
+                         "serve.RAGService.max_queued_requests": 100, "cluster.ray-autoscaler.max_workers": 4})
+    d = by_name(cfg)
+    assert d["QueryRewriter"]["user_config"]["batch"]["max_batch_size"] == 8
+    assert d["QueryRewriter"]["user_config"]["batch"]["batch_wait_timeout_s"] == 0.005  # the rest kept
+    assert d["QueryRewriter"]["autoscaling_config"]["target_ongoing_requests"] == 3.0
+    assert d["VectorSearch"]["autoscaling_config"]["min_replicas"] == 2 and "num_replicas" not in d["VectorSearch"]
+    assert d["Reranker"]["num_replicas"] == 2 and "autoscaling_config" not in d["Reranker"]
+    assert d["MultiLoRAModel"]["user_config"]["max_models_per_replica"] == 6
+    assert d["LLMGenerator"]["ray_actor_options"]["num_cpus"] == 0.5
+    assert d["RAGService"]["max_queued_requests"] == 100
+    assert yaml.safe_dump(CONFIG) == before
+
+
+def test_repair_uses_the_configs_own_bound_when_the_space_does_not_search_it():
+    space = load_space(None, CONFIG)
+    # VectorSearch has 1 fixed replica: made autoscaled with a minimum of 2, its bounds follow
+    out = repair({"serve.VectorSearch.min_replicas": 2}, space.model_copy(update={"serve": {**space.serve,
+                 "VectorSearch": {"min_replicas": space.param("serve.MultiLoRAModel.min_replicas")}}}), CONFIG)
+    assert out == {"serve.VectorSearch.min_replicas": 2, "serve.VectorSearch.max_replicas": 2,
+                   "serve.VectorSearch.initial_replicas": 2}
+    ServeDeploySchema.model_validate(apply(CONFIG, out))
+    # the shipped config has QueryRewriter max_ongoing_requests 32: a larger target is capped to it
+    # only when the space does not search max_ongoing; here it does, so max_ongoing is raised
+    out = repair({"serve.QueryRewriter.target_ongoing_requests": 20.5, "serve.QueryRewriter.max_ongoing_requests": 4},
+                 space, CONFIG)
+    assert out["serve.QueryRewriter.max_ongoing_requests"] == 21
+    out = repair({"serve.MultiLoRAModel.min_replicas": 3, "serve.MultiLoRAModel.max_replicas": 1,
+                  "serve.MultiLoRAModel.initial_replicas": 6}, space, CONFIG)
+    assert (out["serve.MultiLoRAModel.min_replicas"], out["serve.MultiLoRAModel.max_replicas"],
+            out["serve.MultiLoRAModel.initial_replicas"]) == (3, 3, 3)
+    out = repair({"serve.Reranker.target_ongoing_requests": 40.0}, space, CONFIG)  # max_ongoing 16 in the config
+    assert out["serve.Reranker.target_ongoing_requests"] == 16.0

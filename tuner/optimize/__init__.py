@@ -1,0 +1,1 @@
+"""`tuner optimize`: the search space, the study (Optuna) and the backends that evaluate a configuration."""

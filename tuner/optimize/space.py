@@ -1,0 +1,231 @@
+"""The search space: which settings `tuner optimize` may change, their ranges, and how a set of
+values becomes a Serve config (pure).
+
+A space file (YAML; the shipped one is tuner/data/search_space.yaml) lists, per deployment of
+the Serve config, parameters with a range or choices and a scale:
+
+    serve:
+      QueryRewriter:
+        target_ongoing_requests: {type: float, low: 1, high: 32, scale: log}
+        max_replicas: {type: int, low: 1, high: 8}
+        max_batch_size: {type: int, low: 1, high: 32, scale: log}
+
+and per cluster layer (`ray-autoscaler`: worker bounds, `idle_timeout_s`, `upscaling_mode`;
+`hpa`: replica bounds, metric target, tolerance, stabilisation windows, policy percents).
+A Serve parameter's name says where it lands: autoscaling fields in `autoscaling_config`,
+`max_ongoing_requests`, `max_queued_requests` and `num_replicas` on the deployment,
+`max_batch_size` and `batch_wait_timeout_s` in `user_config.batch`, the multiplex cache size
+(`max_models_per_replica`) in `user_config`, `num_cpus` in `ray_actor_options`. Constraints
+between parameters hold by construction: values are repaired after sampling (min <= initial <=
+max replicas; max_ongoing_requests >= target_ongoing_requests), so every evaluated
+configuration is valid and the sampler still sees fixed ranges.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tuner.errors import UsageError
+
+SPACES = Path(__file__).resolve().parents[1] / "data"
+AUTOSCALING = ("min_replicas", "max_replicas", "initial_replicas", "target_ongoing_requests", "upscale_delay_s",
+               "downscale_delay_s", "downscale_to_zero_delay_s", "upscaling_factor", "downscaling_factor",
+               "look_back_period_s")
+DEPLOYMENT = ("max_ongoing_requests", "max_queued_requests", "num_replicas")
+BATCH = ("max_batch_size", "batch_wait_timeout_s")
+USER_CONFIG = ("max_models_per_replica",)
+ACTOR = ("num_cpus",)
+SERVE_PARAMS = AUTOSCALING + DEPLOYMENT + BATCH + USER_CONFIG + ACTOR
+CLUSTER_PARAMS = {
+    "ray-autoscaler": ("min_workers", "max_workers", "idle_timeout_s", "upscaling_mode"),
+    "hpa": ("min_replicas", "max_replicas", "target", "tolerance", "scale_up_stabilization_s",
+            "scale_down_stabilization_s", "scale_up_percent", "scale_down_percent"),
+}
+INTEGER = {"min_replicas", "max_replicas", "initial_replicas", "max_ongoing_requests", "max_queued_requests",
+           "num_replicas", "max_batch_size", "max_models_per_replica"}
+
+
+class Param(BaseModel):
+    """One parameter: an int or float range (linear or log scale), or a list of choices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    scale: Literal["linear", "log"] = "linear"
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Param":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("a categorical parameter takes `choices`, not low/high")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"an {self.type} parameter needs `low` and `high`")
+        if self.choices is not None:
+            raise ValueError(f"an {self.type} parameter takes low/high, not `choices`")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) must be <= high ({self.high:g})")
+        if self.scale == "log" and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0 (got {self.low:g})")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("an int parameter needs whole low and high")
+        return self
+
+
+class Space(BaseModel):
+    """Parameters per deployment (Serve layer); `cluster` per layer name (Ray autoscaler, HPA)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    serve: dict[str, dict[str, Param]] = Field(default_factory=dict)
+    cluster: dict[str, dict[str, Param]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> "Space":
+        for dep, params in self.serve.items():
+            for name, p in params.items():
+                if name not in SERVE_PARAMS:
+                    raise ValueError(f"serve.{dep}.{name}: unknown parameter; allowed: {', '.join(SERVE_PARAMS)}")
+                if name in INTEGER and p.type == "float":
+                    raise ValueError(f"serve.{dep}.{name}: must be an int parameter (got float)")
+        for layer, params in self.cluster.items():
+            if layer not in CLUSTER_PARAMS:
+                raise ValueError(f"cluster.{layer}: unknown layer; allowed: {', '.join(CLUSTER_PARAMS)}")
+            for name in params:
+                if name not in CLUSTER_PARAMS[layer]:
+                    raise ValueError(f"cluster.{layer}.{name}: unknown parameter; allowed: "
+                                     f"{', '.join(CLUSTER_PARAMS[layer])}")
+        return self
+
+    def names(self) -> list[str]:
+        """Every parameter as `layer.owner.name`, in file order."""
+        return [f"serve.{d}.{n}" for d, ps in self.serve.items() for n in ps] + \
+               [f"cluster.{layer}.{n}" for layer, ps in self.cluster.items() for n in ps]
+
+    def param(self, key: str) -> Param:
+        layer, owner, name = key.split(".", 2)
+        return (self.serve if layer == "serve" else self.cluster)[owner][name]
+
+
+def load_space(path: Path | None, serve_config: dict) -> Space:
+    """A space file checked against the Serve config (UsageError naming the field)."""
+    path = path or SPACES / "search_space.yaml"
+    if not path.is_file():
+        raise UsageError(f"--space: {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"--space {path}: not YAML: {str(e).splitlines()[0]}") from None
+    try:
+        space = Space.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UsageError(f"--space {path}: {where + ': ' if where else ''}{msg}") from None
+    known = {d["name"] for a in serve_config.get("applications") or [] for d in a.get("deployments") or []}
+    unknown = sorted(set(space.serve) - known)
+    if unknown:
+        raise UsageError(f"--space {path}: serve.{unknown[0]}: no such deployment in the Serve config "
+                         f"(it has {', '.join(sorted(known))})")
+    if not space.names():
+        raise UsageError(f"--space {path}: no parameters to search")
+    return space
+
+
+def repair(values: dict[str, Any], space: Space, serve_config: dict) -> dict[str, Any]:
+    """The values with the constraints between parameters made to hold (per deployment, with
+    the config's own value for a bound the space does not search): min <= initial <= max
+    replicas (a maximum below the minimum is raised to it, the initial count clamped) and
+    max_ongoing_requests >= target_ongoing_requests."""
+    out = dict(values)
+    current = _current(serve_config)
+    for dep in space.serve:
+        def get(name):
+            return out.get(f"serve.{dep}.{name}", current.get(dep, {}).get(name))
+
+        lo, hi, start = get("min_replicas"), get("max_replicas"), get("initial_replicas")
+        if lo is not None and hi is not None and hi < lo:  # a searched minimum wins over the maximum
+            out[f"serve.{dep}.max_replicas"] = hi = lo
+        if start is not None and lo is not None and hi is not None and not lo <= start <= hi:
+            out[f"serve.{dep}.initial_replicas"] = min(max(start, lo), hi)
+        target, ongoing = get("target_ongoing_requests"), get("max_ongoing_requests")
+        if target is not None and ongoing is not None and ongoing < target:
+            if f"serve.{dep}.max_ongoing_requests" in out:
+                out[f"serve.{dep}.max_ongoing_requests"] = int(math.ceil(target))
+            else:
+                out[f"serve.{dep}.target_ongoing_requests"] = float(ongoing)
+    return out
+
+
+def _current(serve_config: dict) -> dict[str, dict]:
+    """Each deployment's present settings, by parameter name."""
+    out = {}
+    for app in serve_config.get("applications") or []:
+        for d in app.get("deployments") or []:
+            n = d.get("num_replicas", 1)
+            # a fixed deployment given an autoscaling field starts from its replica count (apply)
+            auto = d.get("autoscaling_config") or {"min_replicas": n, "initial_replicas": n, "max_replicas": n}
+            uc = d.get("user_config") or {}
+            out[d["name"]] = {**{k: auto[k] for k in AUTOSCALING if k in auto},
+                              **{k: d[k] for k in DEPLOYMENT if k in d},
+                              **{k: (uc.get("batch") or {})[k] for k in BATCH if k in (uc.get("batch") or {})},
+                              **{k: uc[k] for k in USER_CONFIG if k in uc},
+                              **{k: (d.get("ray_actor_options") or {})[k] for k in ACTOR
+                                 if k in (d.get("ray_actor_options") or {})}}
+    return out
+
+
+def apply(serve_config: dict, values: dict[str, Any]) -> dict:
+    """A new Serve config with the Serve-layer values set (the input is not changed). Setting
+    an autoscaling field on a deployment with fixed replicas makes it autoscaled from its
+    replica count; setting `num_replicas` on an autoscaled one fixes it."""
+    cfg = copy.deepcopy(serve_config)
+    by_name = {d["name"]: d for a in cfg.get("applications") or [] for d in a.get("deployments") or []}
+    for key, value in values.items():
+        layer, dep, name = key.split(".", 2)
+        if layer != "serve":
+            continue
+        d = by_name[dep]
+        if name in AUTOSCALING:
+            if "autoscaling_config" not in d:
+                n = d.pop("num_replicas", 1)
+                d["autoscaling_config"] = {"min_replicas": n, "initial_replicas": n, "max_replicas": n}
+            d["autoscaling_config"][name] = value
+        elif name == "num_replicas":
+            d.pop("autoscaling_config", None)
+            d["num_replicas"] = value
+        elif name in DEPLOYMENT:
+            d[name] = value
+        elif name in BATCH:
+            d.setdefault("user_config", {}).setdefault("batch", {})[name] = value
+        elif name in USER_CONFIG:
+            d.setdefault("user_config", {})[name] = value
+        else:
+            d.setdefault("ray_actor_options", {})[name] = value
+    return cfg
+
+
+def suggest(trial, space: Space) -> dict[str, Any]:
+    """The trial's value for every parameter (Optuna's suggest API, fixed ranges)."""
+    out = {}
+    for key in space.names():
+        p = space.param(key)
+        if p.type == "categorical":
+            out[key] = trial.suggest_categorical(key, p.choices)
+        elif p.type == "int":
+            out[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.scale == "log")
+        else:
+            out[key] = trial.suggest_float(key, p.low, p.high, log=p.scale == "log")
+    return out
