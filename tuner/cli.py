@@ -279,6 +279,102 @@ def _print_validation(cmp: dict) -> None:
             f"{k} {v:.0%}" for k, v in cmp["real_spread_cv"].items() if v is not None and k.startswith("client p")))
 
 
+@app.command("optimize")
+def optimize(
+    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95\\[/rag]<800ms,error_rate<1%'"),
+    scenario: list[str] = typer.Option(["burst"], "--scenario", help="a scenario (repeat: the target must hold on each); "
+                                       "options after a colon, e.g. 'steady:--rate 6'"),
+    out: Path = typer.Option(..., "--out", help="folder for the study, best_serve_config.yaml, trials.csv, summary.json"),
+    config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="the starting Serve config"),
+    space_file: Optional[Path] = typer.Option(None, "--space", help="search space (default tuner/data/search_space.yaml)"),
+    backend: str = typer.Option("sim", "--backend", help="sim (the real and hybrid backends come next)"),
+    trials: int = typer.Option(40, "--trials", min=1, max=100_000, help="completed trials to reach, baselines included"),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="seconds of searching at most"),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1, help="stop after N trials without a better result"),
+    duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of load per trial"),
+    warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of each scenario first, not measured"),
+    calibration: str = typer.Option("local", "--calibration", help="local, gpu-h100, or a file from `tuner profile`"),
+    seed: int = typer.Option(0, "--seed", help="seed of the sampler, arrivals and service times"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in --out)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the study in --out (or --storage)"),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
+) -> None:
+    """Search Serve's settings for the cheapest configuration that meets the target.
+
+    Exit 0 a configuration met the target, 1 none within the budget, 2 usage error."""
+    import shlex
+
+    import optuna
+
+    from tuner import cost, deploy, simulate, trial
+    from tuner.optimize.evaluate import SimBackend
+    from tuner.optimize.output import write_outputs
+    from tuner.optimize.space import load_space
+    from tuner.optimize.study import run_study
+    from tuner.sim.calibration import load_calibration
+    from tuner.target import parse_target
+
+    if backend != "sim":
+        raise UsageError(f"--backend: {backend!r} is not available yet; use sim")
+    tgt = parse_target(target)
+    serve_config = deploy.load_serve_config(config)
+    space = load_space(space_file, serve_config)
+    space = space.model_copy(update={"cluster": {}})  # the local stack has no cluster layer to search
+    cal = load_calibration(calibration)
+    layer, _ = simulate.load_cluster("fixed")
+    scenarios = []
+    for item in scenario:
+        name, _, rest = item.partition(":")
+        path, args = trial.scenario_path(name), tuple(shlex.split(rest))
+        trial.check_scenario(path, duration, list(args))
+        scenarios.append((path, args))
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise UsageError(f"--out {out} already holds a study; pass --resume to continue it, or choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{out.resolve() / 'study.db'}"
+    spec = simulate.SimSpec(serve_config=serve_config, config_path=config, scenario=scenarios[0][0], scenario_args=(),
+                            target=tgt, duration_s=duration, out=out, prices=cost.load_prices(prices), calibration=cal,
+                            cluster=layer, warmup_s=warmup, seed=seed)
+    evaluator = SimBackend(spec, scenarios)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def show(t, best):
+        mark = "met" if t.user_attrs.get("feasible") else "missed"
+        label = f" ({t.user_attrs['baseline']})" if t.user_attrs.get("baseline") else ""
+        best_txt = f"best {best.value:.4f}/h (trial {best.number})" if best else "no configuration met the target yet"
+        console.print(f"trial {t.number}{label}: {t.value:.4f}/h, p99 {t.user_attrs.get('p99_ms') or 0:.0f} ms, {mark}; "
+                      f"{best_txt}", highlight=False)
+
+    study = run_study(evaluator, space, serve_config, trials=trials, storage=url, name="tuner",
+                          seed=seed, time_budget_s=time_budget, patience=patience, resume=resume, on_trial=show)
+    summary = write_outputs(study, serve_config, out, {"target": tgt.text, "backend": backend,
+                                                        "scenarios": [f"{p.stem} {' '.join(a)}".strip() for p, a in scenarios],
+                                                        "calibration": cal.name, "storage": url})
+    _print_optimize(summary)
+    console.print(f"results in {out}/ (best_serve_config.yaml, trials.csv, summary.json, study)")
+    raise typer.Exit(0 if summary["best"] else 1)
+
+
+def _print_optimize(summary: dict) -> None:
+    table = Table("configuration", "trial", "cost / h", "p99 ms", "target", "saving by the best",
+                  title=f"target {escape(repr(summary['target']))} on {', '.join(summary['scenarios'])}")
+    best = summary["best"]
+    for name, b in summary["baselines"].items():
+        saving = best["savings"].get(name) if best else None
+        table.add_row(name, str(b["trial"]), f"{b['cost_per_hour']:.4f}", f"{b['p99_ms'] or 0:.0f}",
+                      "met" if b["feasible"] else "missed", "-" if saving is None else f"{saving:+.0%}")
+    if best:
+        table.add_row("[bold]best[/]", str(best["trial"]), f"{best['cost_per_hour']:.4f}", f"{best['p99_ms'] or 0:.0f}",
+                      "met", "")
+    console.print(table)
+    if best:
+        console.print("best values: " + ", ".join(f"{k.removeprefix('serve.')}={v:.4g}" if isinstance(v, float)
+                                                  else f"{k.removeprefix('serve.')}={v}" for k, v in best["values"].items()),
+                      highlight=False, soft_wrap=True)
+    else:
+        console.print("no configuration met the target within the budget")
+
+
 @app.command("profile")
 def profile(
     out: Path = typer.Option(Path("calib"), "--out", help="folder for calibration.yaml and the raw phases"),

@@ -21,6 +21,7 @@ class Evaluation:
     results: list[TrialResult]
     cost: float = field(init=False)
     violations: list[float] = field(init=False)
+    clauses: list[str] = field(init=False)
     feasible: bool = field(init=False)
 
     def __post_init__(self):
@@ -32,7 +33,7 @@ class Evaluation:
             for cv in r.target.clauses:
                 v = 1.0 if cv.margin is None else -cv.margin
                 per_clause[cv.clause.text] = max(per_clause.get(cv.clause.text, -1e9), v)
-        self.violations = list(per_clause.values())
+        self.clauses, self.violations = list(per_clause), list(per_clause.values())
         self.feasible = all(r.status == "met" for r in self.results)
 
     def p99_ms(self) -> float | None:

@@ -1,0 +1,145 @@
+"""The study over the simulator backend: baselines first, the known optimum of a small space,
+resume without losing a completed trial (also after a kill), outputs, usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from tuner.cost import load_prices
+from tuner.optimize.evaluate import SimBackend
+from tuner.optimize.output import write_outputs
+from tuner.optimize.space import Space, apply, load_space, repair
+from tuner.optimize.study import baselines, best_trial, run_study
+from tuner.sim.calibration import load_calibration
+from tuner.simulate import SimSpec, load_cluster
+from tuner.target import parse_target
+
+CONFIG = yaml.safe_load(open("target_app/serve_config.yaml"))
+LORA = (Path("scenarios/steady.py"), ("--rate", "8", "--mix", "lora=1"))
+SPACE = Space.model_validate({"serve": {"MultiLoRAModel": {"num_replicas": {"type": "int", "low": 1, "high": 4}}}})
+
+
+def backend(target: str) -> SimBackend:
+    spec = SimSpec(serve_config=CONFIG, config_path=None, scenario=LORA[0], scenario_args=(), target=parse_target(target),
+                   duration_s=40, out=Path("/nonexistent"), prices=load_prices(None),
+                   calibration=load_calibration("local"), cluster=load_cluster("fixed")[0], warmup_s=5)
+    return SimBackend(spec, [LORA])
+
+
+@pytest.fixture(scope="module")
+def grid():
+    """Every configuration of the small space, evaluated: the ground truth."""
+    b = backend("p99<60s")
+    evs = {n: b.evaluate(apply(CONFIG, repair({"serve.MultiLoRAModel.num_replicas": n}, SPACE, CONFIG)))
+           for n in range(1, 5)}
+    return evs
+
+
+def test_the_study_finds_the_cheapest_configuration_that_meets_the_target(grid, tmp_path):
+    p99 = {n: ev.p99_ms() for n, ev in grid.items()}
+    cost = {n: ev.cost for n, ev in grid.items()}
+    assert cost[1] < cost[2] < cost[3] < cost[4]
+    # a bound between the p99s that 1 and 4 replicas reach: the answer is the fewest replicas under it
+    bound = (p99[1] + min(p99.values())) / 2
+    expected = min((n for n in grid if p99[n] < bound), key=lambda n: cost[n])
+    study = run_study(backend(f"p99<{bound:.0f}ms"), SPACE, CONFIG, trials=10, storage=f"sqlite:///{tmp_path}/s.db",
+                      name="t", seed=1)
+    best = best_trial(study)
+    assert best is not None and best.user_attrs["values"]["serve.MultiLoRAModel.num_replicas"] == expected
+    assert best.value == pytest.approx(cost[expected])
+    first = [t.user_attrs.get("baseline") for t in study.trials[:2]]
+    assert first == ["starting config", "Ray defaults"]
+
+
+def test_baselines_are_the_starting_config_and_rays_defaults_clipped_into_the_ranges():
+    space = load_space(None, CONFIG)
+    b = baselines(space.model_copy(update={"cluster": {}}), CONFIG)
+    assert b["starting config"]["serve.QueryRewriter.target_ongoing_requests"] == 8
+    assert b["starting config"]["serve.QueryRewriter.max_batch_size"] == 16
+    assert b["Ray defaults"]["serve.QueryRewriter.max_ongoing_requests"] == 5
+    assert b["Ray defaults"]["serve.VectorSearch.max_ongoing_requests"] == 5
+    assert b["Ray defaults"]["serve.Reranker.upscale_delay_s"] == 30.0
+
+
+def test_resume_continues_with_every_completed_trial_kept(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    b = backend("p99<60s")
+    first = run_study(b, SPACE, CONFIG, trials=3, storage=url, name="t", seed=2)
+    before = [(t.number, t.params, t.value) for t in first.trials]
+    again = run_study(b, SPACE, CONFIG, trials=5, storage=url, name="t", seed=2, resume=True)
+    done = [t for t in again.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 5 and [(t.number, t.params, t.value) for t in again.trials[:3]] == before
+    summary = write_outputs(again, CONFIG, tmp_path / "out", {"target": "p99<60s"})
+    assert summary["trials"] == 5 and summary["best"] is not None
+    assert set(summary["baselines"]) == {"starting config", "Ray defaults"}
+    rows = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert len(rows) == 5 and "serve.MultiLoRAModel.num_replicas" in rows.columns
+    best_cfg = yaml.safe_load((tmp_path / "out" / "best_serve_config.yaml").read_text())
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(best_cfg)
+
+
+OPT = [sys.executable, "-m", "tuner.cli", "optimize", "--duration", "30", "--warmup", "0", "--scenario",
+       "steady:--rate 3"]
+
+
+def test_a_killed_study_resumes_without_losing_a_completed_trial(tmp_path):
+    out = tmp_path / "opt"
+    proc = subprocess.Popen([*OPT, "--target", "p99<2s", "--out", str(out), "--trials", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            if (out / "study.db").exists() and _completed(out) >= 4:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    done = _completed(out)
+    assert done >= 4
+    r = subprocess.run([*OPT, "--target", "p99<2s", "--out", str(out), "--trials", str(done + 2), "--resume"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
+    assert _completed(out) == done + 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == done + 2
+
+
+def _completed(out: Path) -> int:
+    study = optuna.load_study(study_name="tuner", storage=f"sqlite:///{out}/study.db")
+    return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--backend", "real"], "--backend: 'real' is not available yet"),
+    (["--scenario", "nope"], "no scenario 'nope'"),
+    (["--target", "p99<5"], "missing unit"),
+])
+def test_optimize_usage_errors_exit_2_with_one_line(tmp_path, args, expected):
+    cmd = [sys.executable, "-m", "tuner.cli", "optimize", "--out", str(tmp_path / "o")]
+    if "--target" not in args:
+        cmd += ["--target", "p99<1s"]
+    r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and expected in lines[0], r.stderr
+
+
+def test_an_existing_study_is_not_overwritten_without_resume(tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "study.db").write_text("")
+    r = subprocess.run([sys.executable, "-m", "tuner.cli", "optimize", "--target", "p99<1s", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "pass --resume" in r.stderr
