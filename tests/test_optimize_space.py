@@ -105,3 +105,23 @@ def test_repair_uses_the_configs_own_bound_when_the_space_does_not_search_it():
             out["serve.MultiLoRAModel.initial_replicas"]) == (3, 3, 3)
     out = repair({"serve.Reranker.target_ongoing_requests": 40.0}, space, CONFIG)  # max_ongoing 16 in the config
     assert out["serve.Reranker.target_ongoing_requests"] == 16.0
+
+
+def test_cluster_values_set_their_own_layer_only():
+    from tuner.optimize.space import apply_cluster
+    from tuner.simulate import load_cluster
+
+    ra, _ = load_cluster("ray-autoscaler")
+    tuned = apply_cluster(ra, {"cluster.ray-autoscaler.max_workers": 3, "cluster.ray-autoscaler.idle_timeout_s": 20.0,
+                               "cluster.ray-autoscaler.upscaling_mode": "Conservative", "cluster.hpa.target": 50,
+                               "serve.Reranker.max_replicas": 2})
+    assert tuned.ray_autoscaler.idle_timeout_s == 20.0 and tuned.ray_autoscaler.upscaling_mode == "Conservative"
+    assert [g.max_workers for g in tuned.ray_autoscaler.groups] == [3] and ra.ray_autoscaler.groups[0].max_workers == 10
+    hpa, _ = load_cluster("hpa")
+    t = apply_cluster(hpa, {"cluster.hpa.min_replicas": 5, "cluster.hpa.max_replicas": 3, "cluster.hpa.target": 40,
+                            "cluster.hpa.scale_down_stabilization_s": 120, "cluster.hpa.scale_up_percent": 50})
+    spec = t.hpa.spec
+    assert (spec.min_replicas, spec.max_replicas, spec.metrics[0].target) == (5, 5, 40)
+    assert spec.behavior.scale_down.stabilization_window_s == 120
+    assert spec.behavior.scale_up.policies[0].value == 50 and spec.behavior.scale_up.select_policy == "Max"
+    assert apply_cluster(load_cluster("fixed")[0], {"cluster.hpa.target": 40}) == load_cluster("fixed")[0]

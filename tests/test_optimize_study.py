@@ -143,3 +143,16 @@ def test_an_existing_study_is_not_overwritten_without_resume(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tuner.cli", "optimize", "--target", "p99<1s", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "pass --resume" in r.stderr
+
+
+def test_a_study_on_the_ray_autoscaler_layer_searches_and_writes_its_settings(tmp_path):
+    out = tmp_path / "opt"
+    r = subprocess.run([*OPT, "--target", "p99<5s", "--out", str(out), "--trials", "4", "--cluster", "ray-autoscaler"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = pd.read_csv(out / "trials.csv")
+    assert "cluster.ray-autoscaler.idle_timeout_s" in rows.columns and len(rows) == 4
+    tuned = yaml.safe_load((out / "best_cluster.yaml").read_text())["ray-autoscaler"]
+    best = json.loads((out / "summary.json").read_text())["best"]["values"]
+    assert tuned["ray_autoscaler"]["idle_timeout_s"] == pytest.approx(best["cluster.ray-autoscaler.idle_timeout_s"])
+    assert tuned["ray_autoscaler"]["upscaling_mode"] == best["cluster.ray-autoscaler.upscaling_mode"]

@@ -288,6 +288,7 @@ def optimize(
     config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="the starting Serve config"),
     space_file: Optional[Path] = typer.Option(None, "--space", help="search space (default tuner/data/search_space.yaml)"),
     backend: str = typer.Option("sim", "--backend", help="sim (the real and hybrid backends come next)"),
+    cluster: str = typer.Option("fixed", "--cluster", help="fixed, ray-autoscaler or hpa: the layer simulated and searched"),
     trials: int = typer.Option(40, "--trials", min=1, max=100_000, help="completed trials to reach, baselines included"),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="seconds of searching at most"),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="stop after N trials without a better result"),
@@ -319,9 +320,9 @@ def optimize(
     tgt = parse_target(target)
     serve_config = deploy.load_serve_config(config)
     space = load_space(space_file, serve_config)
-    space = space.model_copy(update={"cluster": {}})  # the local stack has no cluster layer to search
+    layer, _ = simulate.load_cluster(cluster)
+    space = space.model_copy(update={"cluster": {k: v for k, v in space.cluster.items() if k == cluster}})
     cal = load_calibration(calibration)
-    layer, _ = simulate.load_cluster("fixed")
     scenarios = []
     for item in scenario:
         name, _, rest = item.partition(":")
@@ -349,7 +350,8 @@ def optimize(
                           seed=seed, time_budget_s=time_budget, patience=patience, resume=resume, on_trial=show)
     summary = write_outputs(study, serve_config, out, {"target": tgt.text, "backend": backend,
                                                         "scenarios": [f"{p.stem} {' '.join(a)}".strip() for p, a in scenarios],
-                                                        "calibration": cal.name, "storage": url})
+                                                        "calibration": cal.name, "cluster": cluster, "storage": url},
+                            layer)
     _print_optimize(summary)
     console.print(f"results in {out}/ (best_serve_config.yaml, trials.csv, summary.json, study)")
     raise typer.Exit(0 if summary["best"] else 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tuner.optimize.space import apply_cluster
 from tuner.result import TrialResult
 from tuner.simulate import SimSpec, scenario_plan, sim_trial
 
@@ -54,8 +55,10 @@ class SimBackend:
             info, plan = scenario_plan(path, base.duration_s, list(args), base.seed)
             self.plans.append((replace(base, scenario=path, scenario_args=tuple(args), scenario_info=info), info, plan))
 
-    def evaluate(self, serve_config: dict) -> Evaluation:
-        """Simulate `serve_config` on every scenario."""
-        results = [sim_trial(replace(spec, serve_config=serve_config, config_path=None), info, plan)[0]
+    def evaluate(self, serve_config: dict, values: dict | None = None) -> Evaluation:
+        """Simulate `serve_config` on every scenario (on the cluster with the values' cluster-layer
+        parameters set)."""
+        cluster = apply_cluster(self.base.cluster, values or {})
+        results = [sim_trial(replace(spec, serve_config=serve_config, config_path=None, cluster=cluster), info, plan)[0]
                    for spec, info, plan in self.plans]
         return Evaluation(serve_config, results)

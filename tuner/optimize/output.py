@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from tuner.optimize.space import apply
+from tuner.optimize.space import apply, apply_cluster
 from tuner.optimize.study import best_trial
 
 
@@ -29,8 +29,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_outputs(study: optuna.Study, serve_config: dict, out: Path, info: dict) -> dict:
-    """best_serve_config.yaml (when a trial met the target), trials.csv and summary.json."""
+def write_outputs(study: optuna.Study, serve_config: dict, out: Path, info: dict, cluster=None) -> dict:
+    """best_serve_config.yaml (when a trial met the target), with a cluster layer also
+    best_cluster.yaml (the layer's settings, for export), trials.csv and summary.json."""
     from ray.serve.schema import ServeDeploySchema
 
     out.mkdir(parents=True, exist_ok=True)
@@ -46,6 +47,10 @@ def write_outputs(study: optuna.Study, serve_config: dict, out: Path, info: dict
         cfg = apply(serve_config, best.user_attrs["values"])
         ServeDeploySchema.model_validate(cfg)
         (out / "best_serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        if cluster is not None and cluster.layer != "fixed":
+            tuned = apply_cluster(cluster, best.user_attrs["values"])
+            (out / "best_cluster.yaml").write_text(yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json",
+                                                                   exclude={"layer"})}, sort_keys=False))
         summary["best"] = {"trial": best.number, "cost_per_hour": best.value, "p99_ms": best.user_attrs.get("p99_ms"),
                            "values": best.user_attrs["values"], "serve_config": "best_serve_config.yaml",
                            "savings": {k: (1 - best.value / t.value) if t.value else None for k, t in base.items()}}

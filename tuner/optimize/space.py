@@ -229,3 +229,51 @@ def suggest(trial, space: Space) -> dict[str, Any]:
         else:
             out[key] = trial.suggest_float(key, p.low, p.high, log=p.scale == "log")
     return out
+
+
+def apply_cluster(cluster, values: dict[str, Any]):
+    """A ClusterSpec with the values of its own layer's parameters set (others ignored):
+    Ray autoscaler worker bounds (every group), idle timeout and upscaling mode; the HPA's
+    replica bounds, first metric's target, tolerance, stabilisation windows and the Percent
+    policy of each direction."""
+    from tuner.policies.hpa import HPABehavior, HPAPolicy, HPAScalingRules
+
+    mine = {k.split(".", 2)[2]: v for k, v in values.items() if k.startswith(f"cluster.{cluster.layer}.")}
+    if not mine:
+        return cluster
+    if cluster.layer == "ray-autoscaler":
+        ra = cluster.ray_autoscaler
+        bounds = {k: int(mine[k]) for k in ("min_workers", "max_workers") if k in mine}
+        groups = tuple(g.model_copy(update=bounds) for g in ra.groups)
+        if "min_workers" in bounds and "max_workers" not in bounds:  # keep each group valid
+            groups = tuple(g.model_copy(update={"max_workers": max(g.max_workers, g.min_workers)}) for g in groups)
+        upd = {k: mine[k] for k in ("idle_timeout_s", "upscaling_mode") if k in mine}
+        return cluster.model_copy(update={"ray_autoscaler": ra.model_copy(update={**upd, "groups": groups})})
+    if cluster.layer == "hpa":
+        hpa, spec = cluster.hpa, cluster.hpa.spec
+        upd: dict[str, Any] = {k: int(mine[k]) for k in ("min_replicas", "max_replicas") if k in mine}
+        if upd.get("min_replicas", spec.min_replicas) > upd.get("max_replicas", spec.max_replicas):
+            upd["max_replicas"] = upd.get("min_replicas", spec.min_replicas)
+        if "tolerance" in mine:
+            upd["tolerance"] = float(mine["tolerance"])
+        if "target" in mine:
+            upd["metrics"] = (spec.metrics[0].model_copy(update={"target": int(mine["target"])}), *spec.metrics[1:])
+        behavior = spec.behavior or HPABehavior()
+        up, down = behavior.scale_up, behavior.scale_down
+        if "scale_up_stabilization_s" in mine:
+            up = up.model_copy(update={"stabilization_window_s": int(mine["scale_up_stabilization_s"])})
+        if "scale_down_stabilization_s" in mine:
+            down = down.model_copy(update={"stabilization_window_s": int(mine["scale_down_stabilization_s"])})
+        if "scale_up_percent" in mine:
+            up = up.model_copy(update={"policies": (HPAPolicy(type="Percent", value=int(mine["scale_up_percent"]),
+                                                              period_s=15),)})
+        if "scale_down_percent" in mine:
+            down = down.model_copy(update={"policies": (HPAPolicy(type="Percent", value=int(mine["scale_down_percent"]),
+                                                                  period_s=15),)})
+        if any(k.startswith("scale_") for k in mine):
+            upd["behavior"] = HPABehavior(scale_up=HPAScalingRules(**up.model_dump()),
+                                          scale_down=HPAScalingRules(**down.model_dump()))
+        groups = tuple(g.model_copy(update={"max_workers": max(g.max_workers, upd.get("max_replicas", 0))})
+                       if g.name == hpa.group else g for g in cluster.groups)
+        return cluster.model_copy(update={"groups": groups, "hpa": hpa.model_copy(update={"spec": spec.model_copy(update=upd)})})
+    return cluster

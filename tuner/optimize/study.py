@@ -66,7 +66,7 @@ def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage
 
     def objective(trial: optuna.Trial) -> float:
         values = repair(suggest(trial, space), space, serve_config)
-        ev = backend.evaluate(apply(serve_config, values))
+        ev = backend.evaluate(apply(serve_config, values), values)
         trial.set_user_attr("values", values)
         trial.set_user_attr("violations", ev.violations)
         for clause, v in zip(ev.clauses, ev.violations):
