@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuner.errors import TunerError, UsageError
+from tuner.errors import TunerError, UsageError, first_problem
 from tuner.stack_config import StackConfig, StackPorts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Load-test and tune Ray Serve autoscaling.")
@@ -31,8 +31,7 @@ def _stack_config(state_dir: Path, serve_config: Path | None = None, **ports: Op
         extra = {"serve_config": serve_config} if serve_config else {}
         return StackConfig(ports=StackPorts(**given), state_dir=state_dir, **extra)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UsageError(f"ports.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from e
+        raise UsageError(f"ports.{first_problem(e)}") from e
 
 
 def _stack(state_dir: Path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tuner.errors import StackError, UsageError
+from tuner.errors import StackError, UsageError, first_problem
 from tuner.names import app_name, deployment_key
 
 APPLICATIONS_PATH = "/api/serve/applications/"
@@ -33,9 +33,7 @@ def load_serve_config(path: Path) -> dict:
     try:
         ServeDeploySchema.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise UsageError(f"serve config {path}: {loc}: {err['msg']}") from e
+        raise UsageError(f"serve config {path}: {first_problem(e)}") from e
     return raw
 
 

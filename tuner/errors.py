@@ -19,3 +19,11 @@ class StackError(TunerError):
     """A part of the stack could not be started or reached."""
 
     exit_code = 3
+
+
+def first_problem(e) -> str:
+    """A pydantic ValidationError's first problem as one line: `field.path: message`."""
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from loadgen.summary import summarize
 from tuner.cost import Prices, Resources, deployment_resources, step_integral, trial_cost, with_node_prices
-from tuner.errors import UsageError
+from tuner.errors import UsageError, first_problem
 from tuner.result import (ClauseVerdict, ConfigInfo, DeploymentResult, ScenarioInfo, SimInfo, TargetResult, TrialResult,
                           Window, route_from_summary, verdict_status, write_result)
 from tuner.sim.calibration import Calibration
@@ -77,8 +77,7 @@ def load_cluster(layer: str, path: Path | None = None, llm_hpa: bool = False) ->
     except KeyError:
         raise UsageError(f"--llm-hpa: {where} has no llm_hpa settings") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UsageError(f"{where}: {layer}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        raise UsageError(f"{where}: {layer}.{first_problem(e)}") from None
     return spec, hpa
 
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tuner.errors import UsageError
+from tuner.errors import UsageError, first_problem
 
 SPACES = Path(__file__).resolve().parents[1] / "data"
 AUTOSCALING = ("min_replicas", "max_replicas", "initial_replicas", "target_ongoing_requests", "upscale_delay_s",
@@ -130,10 +130,7 @@ def load_space(path: Path | None, serve_config: dict) -> Space:
     try:
         space = Space.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        raise UsageError(f"--space {path}: {where + ': ' if where else ''}{msg}") from None
+        raise UsageError(f"--space {path}: {first_problem(e)}") from None
     known = {d["name"] for a in serve_config.get("applications") or [] for d in a.get("deployments") or []}
     unknown = sorted(set(space.serve) - known)
     if unknown:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from target_app.llm_server.profile import LatencyProfile
-from tuner.errors import UsageError
+from tuner.errors import UsageError, first_problem
 from tuner.policies import Frozen
 
 CALIBRATIONS = Path(__file__).resolve().parents[1] / "data" / "calibration"
@@ -138,9 +138,7 @@ def load_calibration(name_or_path: str | Path | None = None) -> Calibration:
     except yaml.YAMLError as e:
         raise UsageError(f"--calibration {path}: not YAML: {str(e).splitlines()[0]}") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UsageError(f"--calibration {path}: {where}: {err['msg']}") from None
+        raise UsageError(f"--calibration {path}: {first_problem(e)}") from None
 
 
 def save_calibration(cal: Calibration, path: Path) -> None:
