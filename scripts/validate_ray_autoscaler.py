@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import heapq
 import json
 import math
 import os
@@ -433,25 +432,6 @@ def real_run(cluster: FakeAutoscalingCluster, n_actors: int, actor_cpus: float, 
 
 # -- the model ---------------------------------------------------------------------------------
 
-class ProbedEngine(Engine):
-    """The project's Engine, calling `probe()` after every event (exact step timelines)."""
-
-    def __init__(self, start: float, probe):
-        super().__init__(start)
-        self.probe = probe
-
-    def run(self, until: float = math.inf) -> int:
-        heap, pop, n = self._heap, heapq.heappop, 0
-        while heap and heap[0][0] <= until:
-            t, _, fn, arg = pop(heap)
-            self.now = t
-            fn(arg)
-            self.probe()
-            n += 1
-        self.events += n
-        return n
-
-
 class FakeReplica:
     """A replica as the simulated Cluster sees it: its demand, and the node it is on."""
 
@@ -479,22 +459,7 @@ def simulate(cfg: RayAutoscalerConfig, n_actors: int, actor_cpus: float, release
     elif first_tick_at is not None:
         phase = first_tick_at % cfg.loop_s or cfg.loop_s  # the first tick in (0, loop_s]
         start = phase - cfg.loop_s
-    running: list[list[float]] = []
-    pods: list[list[float]] = []
-
-    def probe():
-        n_run = sum(1 for nd in cluster.nodes.values() if nd.group is not None and nd.status == "running")
-        n_all = sum(1 for nd in cluster.nodes.values() if nd.group is not None)
-        t = round(engine.now, 3)
-        for series, n in ((running, n_run), (pods, n_all)):
-            if series and series[-1][0] == t:
-                series[-1][1] = n
-                if len(series) > 1 and series[-2][1] == n:
-                    series.pop()
-            elif not series or series[-1][1] != n:
-                series.append([t, n])
-
-    engine = ProbedEngine(start, probe)
+    engine = Engine(start)
     spec = ClusterSpec(layer="ray-autoscaler", head={"CPU": 0}, ray_autoscaler=cfg)
     cluster = Cluster(engine, spec, demand_of=lambda r: r.demand)
     loop = RayAutoscalerLoop(engine, cluster, cfg, loop_until)
@@ -503,7 +468,6 @@ def simulate(cfg: RayAutoscalerConfig, n_actors: int, actor_cpus: float, release
     replicas = [FakeReplica({"CPU": actor_cpus}) for _ in range(n_actors)]
     node_cpus = cfg.groups[0].resources["CPU"]
     stuck = [FakeReplica({"CPU": node_cpus + 1}) for _ in range(infeasible)]
-    probe()
 
     def placed(r):
         r.placed_at = engine.now
@@ -523,8 +487,23 @@ def simulate(cfg: RayAutoscalerConfig, n_actors: int, actor_cpus: float, release
         ticks = [t for t in tick_times if t <= until]
     else:
         ticks = [round(start + k * cfg.loop_s, 3) for k in range(1, int((until - start) / cfg.loop_s) + 1)]
-    return {"running": running, "pods": pods, "ticks": ticks,
+    group = cfg.groups[0].name
+    return {"running": _steps(cluster.joined[group]), "pods": _steps(cluster.timeline[group]), "ticks": ticks,
             "replica_placed": [None if r.placed_at is None else round(r.placed_at, 3) for r in replicas]}
+
+
+def _steps(timeline) -> list[list[float]]:
+    """A cluster timeline as [[t, n], ...], times to the ms, one point per instant (its last value)."""
+    out: list[list[float]] = []
+    for t, n in timeline:
+        t = round(t, 3)
+        if out and out[-1][0] == t:
+            out[-1][1] = n
+            if len(out) > 1 and out[-2][1] == n:
+                out.pop()
+        elif not out or out[-1][1] != n:
+            out.append([t, n])
+    return out
 
 
 # -- comparison --------------------------------------------------------------------------------

@@ -87,7 +87,8 @@ class Cluster:
         self.engine, self.spec, self.demand_of, self.on_lost = engine, spec, demand_of, on_lost
         self.nodes: dict[str, SimNode] = {}
         self.pending: deque = deque()  # (replica, callback, since) waiting for room
-        self.timeline: dict[str, list[tuple[float, int]]] = {}
+        self.timeline: dict[str, list[tuple[float, int]]] = {}  # pods per group, pending ones included
+        self.joined: dict[str, list[tuple[float, int]]] = {}    # pods whose Ray node has joined
         self._ids = 0
         self._add_node(HEAD, None, spec.head, "running")
         groups = {g.name: g for g in spec.all_groups()}
@@ -204,10 +205,15 @@ class Cluster:
 
     def _record(self) -> None:
         now = self.engine.now
-        for group, n in {HEAD: 1, **self.counts()}.items():
-            tl = self.timeline.setdefault(group, [(now, n)])
-            if tl[-1][1] != n:
-                tl.append((now, n))
+        joined = {g.name: 0 for g in self.spec.all_groups()}
+        for n in self.nodes.values():
+            if n.group is not None and n.status == "running":
+                joined[n.group] = joined.get(n.group, 0) + 1
+        for timelines, counts in ((self.timeline, {HEAD: 1, **self.counts()}), (self.joined, joined)):
+            for group, n in counts.items():
+                tl = timelines.setdefault(group, [(now, n)])
+                if tl[-1][1] != n:
+                    tl.append((now, n))
 
     def policy_nodes(self) -> list[Node]:
         """The nodes as the Ray autoscaler sees them."""
