@@ -48,14 +48,28 @@ def baselines(space: Space, serve_config: dict) -> dict[str, dict]:
     return out
 
 
+SAMPLERS = ("tpe", "gp", "random")
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE (multivariate) and GP both read the trials' constraints; random is the baseline
+    the search-efficiency benchmark compares against."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"sampler: {name!r} is not one of {', '.join(SAMPLERS)}")
+
+
 def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage: str, name: str, seed: int = 0,
-              time_budget_s: float | None = None, patience: int | None = None, resume: bool = False,
+              sampler: str = "tpe", time_budget_s: float | None = None, patience: int | None = None, resume: bool = False,
               on_trial: Callable[[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial | None], None] = lambda t, b: None,
               ) -> optuna.Study:
     """Run (or continue) the study until `trials` completed trials, the time budget, or
     `patience` trials without a better feasible cost."""
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)  # reads the trials' constraints
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=make_sampler(sampler, seed),
                                 load_if_exists=resume)
     if not study.trials:
         for label, values in baselines(space, serve_config).items():
