@@ -20,7 +20,7 @@ from tuner.cost import load_prices
 from tuner.optimize.evaluate import SimBackend
 from tuner.optimize.output import write_outputs
 from tuner.optimize.space import Space, apply, load_space, repair
-from tuner.optimize.study import baselines, best_trial, run_study
+from tuner.optimize.study import baselines, best_trial, pareto_front, run_study
 from tuner.sim.calibration import load_calibration
 from tuner.simulate import SimSpec, load_cluster
 from tuner.target import parse_target
@@ -58,8 +58,8 @@ def test_the_study_finds_the_cheapest_configuration_that_meets_the_target(grid, 
     best = best_trial(study)
     assert best is not None and best.user_attrs["values"]["serve.MultiLoRAModel.num_replicas"] == expected
     assert best.value == pytest.approx(cost[expected])
-    first = [t.user_attrs.get("baseline") for t in study.trials[:2]]
-    assert first == ["starting config", "Ray defaults"]
+    # an autoscaled deployment has no num_replicas: the starting config gets Ray's default too
+    assert study.trials[0].user_attrs.get("baselines") == ["starting config", "Ray defaults"]
 
 
 def test_baselines_are_the_starting_config_and_rays_defaults_clipped_into_the_ranges():
@@ -72,6 +72,15 @@ def test_baselines_are_the_starting_config_and_rays_defaults_clipped_into_the_ra
     assert b["Ray defaults"]["serve.Reranker.upscale_delay_s"] == 30.0
 
 
+def test_baselines_with_the_same_values_share_one_trial_and_a_named_config_is_one(tmp_path):
+    other = apply(CONFIG, {"serve.MultiLoRAModel.num_replicas": 3})
+    study = run_study(backend("p99<60s"), SPACE, CONFIG, trials=3, storage=f"sqlite:///{tmp_path}/s.db", name="t",
+                      named_baselines={"seed article": CONFIG, "mine": other})
+    labels = [t.user_attrs.get("baselines") for t in study.trials[:2]]
+    assert labels == [["starting config", "Ray defaults", "seed article"], ["mine"]]
+    assert study.trials[1].user_attrs["values"]["serve.MultiLoRAModel.num_replicas"] == 3
+
+
 def test_resume_continues_with_every_completed_trial_kept(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     b = backend("p99<60s")
@@ -80,9 +89,12 @@ def test_resume_continues_with_every_completed_trial_kept(tmp_path):
     again = run_study(b, SPACE, CONFIG, trials=5, storage=url, name="t", seed=2, resume=True)
     done = [t for t in again.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 5 and [(t.number, t.params, t.value) for t in again.trials[:3]] == before
-    summary = write_outputs(again, CONFIG, tmp_path / "out", {"target": "p99<60s"})
-    assert summary["trials"] == 5 and summary["best"] is not None
+    summary = write_outputs(tmp_path / "out", CONFIG, {"target": "p99<60s"}, [("sim", again)],
+                            ("sim", best_trial(again)), pareto=pareto_front(again))
+    assert summary["trials"] == {"sim": 5} and summary["best"] is not None
+    assert summary["pareto"] and summary["pareto"][0]["cost_per_hour"] == summary["best"]["cost_per_hour"]
     assert set(summary["baselines"]) == {"starting config", "Ray defaults"}
+    assert summary["best"]["savings"]["Ray defaults"]["basis"] == "sim"
     rows = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(rows) == 5 and "serve.MultiLoRAModel.num_replicas" in rows.columns
     best_cfg = yaml.safe_load((tmp_path / "out" / "best_serve_config.yaml").read_text())
@@ -91,7 +103,7 @@ def test_resume_continues_with_every_completed_trial_kept(tmp_path):
     ServeDeploySchema.model_validate(best_cfg)
 
 
-OPT = [sys.executable, "-m", "tuner.cli", "optimize", "--duration", "30", "--warmup", "0", "--scenario",
+OPT = [sys.executable, "-m", "tuner.cli", "optimize", "--backend", "sim", "--duration", "30", "--warmup", "0", "--scenario",
        "steady:--rate 3"]
 
 
@@ -115,16 +127,22 @@ def test_a_killed_study_resumes_without_losing_a_completed_trial(tmp_path):
     assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
     assert _completed(out) == done + 2
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["trials"] == done + 2
+    assert summary["trials"] == {"sim": done + 2}
 
 
 def _completed(out: Path) -> int:
-    study = optuna.load_study(study_name="tuner", storage=f"sqlite:///{out}/study.db")
+    url = f"sqlite:///{out}/study.db"
+    if "tuner" not in optuna.study.get_all_study_names(url):  # the file is made before the study
+        return 0
+    study = optuna.load_study(study_name="tuner", storage=url)
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--backend", "real"], "--backend: 'real' is not available yet"),
+    (["--backend", "nope"], "--backend: 'nope' is not one of hybrid, sim, real"),
+    (["--backend", "real", "--cluster", "hpa"], "the local stack is one fixed node"),
+    (["--sampler", "cma"], "--sampler: 'cma' is not one of tpe, gp, random"),
+    (["--baseline", "/nonexistent.yaml"], "does not exist"),
     (["--scenario", "nope"], "no scenario 'nope'"),
     (["--target", "p99<5"], "missing unit"),
 ])

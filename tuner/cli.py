@@ -286,11 +286,21 @@ def optimize(
     out: Path = typer.Option(..., "--out", help="folder for the study, best_serve_config.yaml, trials.csv, summary.json"),
     config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="the starting Serve config"),
     space_file: Optional[Path] = typer.Option(None, "--space", help="search space (default tuner/data/search_space.yaml)"),
-    backend: str = typer.Option("sim", "--backend", help="sim (the real and hybrid backends come next)"),
-    cluster: str = typer.Option("fixed", "--cluster", help="fixed, ray-autoscaler or hpa: the layer simulated and searched"),
-    trials: int = typer.Option(40, "--trials", min=1, max=100_000, help="completed trials to reach, baselines included"),
+    backend: str = typer.Option("hybrid", "--backend", help="hybrid (search simulated, verify real), sim, or real"),
+    cluster: str = typer.Option("fixed", "--cluster", help="fixed, ray-autoscaler or hpa: the layer searched (sim only)"),
+    trials: int = typer.Option(40, "--trials", min=1, max=100_000,
+                               help="completed trials to reach, baselines included (hybrid: simulated trials per round)"),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="seconds of searching at most"),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="stop after N trials without a better result"),
+    pareto: bool = typer.Option(False, "--pareto", help="search cost against p99 and report the front"),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, gp or random"),
+    baseline: list[Path] = typer.Option([], "--baseline", help="a Serve config to evaluate as a baseline (repeatable)"),
+    max_real: int = typer.Option(4, "--max-real", min=1, max=100, help="hybrid: candidates verified for real at most"),
+    real_repeat: int = typer.Option(2, "--real-repeat", min=1, max=20, help="hybrid: real runs per candidate"),
+    noise_floor: float = typer.Option(0.15, "--noise-floor", min=0, max=1,
+                                      help="hybrid: least relative margin a real pass needs (this machine's p99 CV)"),
+    real_baselines: bool = typer.Option(True, "--real-baselines/--sim-baselines",
+                                        help="hybrid: run the baselines on the real stack too"),
     duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of load per trial"),
     warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of each scenario first, not measured"),
     calibration: str = typer.Option("local", "--calibration", help="local, gpu-h100, or a file from `tuner profile`"),
@@ -298,76 +308,172 @@ def optimize(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in --out)"),
     resume: bool = typer.Option(False, "--resume", help="continue the study in --out (or --storage)"),
     prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
+    settle_timeout: float = typer.Option(300.0, "--settle-timeout", min=10, help="real: seconds to wait for deploy and replicas"),
+    stack_up: bool = typer.Option(False, "--stack-up", help="real, hybrid: start the stack first if it is not running"),
+    state_dir: Path = STATE_DIR,
 ) -> None:
     """Search Serve's settings for the cheapest configuration that meets the target.
 
-    Exit 0 a configuration met the target, 1 none within the budget, 2 usage error."""
+    Exit 0 a configuration met the target (for hybrid and real: on the real stack), 1 none
+    within the budget, 2 usage error, 3 the real stack could not be measured."""
     import shlex
 
     import optuna
 
     from tuner import cost, deploy, simulate, trial
-    from tuner.optimize.evaluate import SimBackend
+    from tuner.errors import StackError
+    from tuner.optimize.evaluate import RealBackend, SimBackend
+    from tuner.optimize.hybrid import Hybrid, HybridSettings
     from tuner.optimize.output import write_outputs
     from tuner.optimize.space import load_space
-    from tuner.optimize.study import run_study
+    from tuner.optimize.study import SAMPLERS, best_trial, completed, open_storage, pareto_front, run_study
+    from tuner.run_view import PhaseProgress
     from tuner.sim.calibration import load_calibration
     from tuner.target import parse_target
 
-    if backend != "sim":
-        raise UsageError(f"--backend: {backend!r} is not available yet; use sim")
+    if backend not in ("hybrid", "sim", "real"):
+        raise UsageError(f"--backend: {backend!r} is not one of hybrid, sim, real")
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    if backend != "sim" and cluster != "fixed":
+        raise UsageError(f"--cluster {cluster} with --backend {backend}: the local stack is one fixed node; "
+                         "search a cluster layer with --backend sim")
     tgt = parse_target(target)
     serve_config = deploy.load_serve_config(config)
+    named = {"seed article": deploy.load_serve_config(SEED_CONFIG)}
+    for path in baseline:
+        named[f"baseline {path.name}"] = deploy.load_serve_config(path)
     space = load_space(space_file, serve_config)
     layer, _ = simulate.load_cluster(cluster)
     space = space.model_copy(update={"cluster": {k: v for k, v in space.cluster.items() if k == cluster}})
     cal = load_calibration(calibration)
+    price_table = cost.load_prices(prices)
     scenarios = []
     for item in scenario:
         name, _, rest = item.partition(":")
         path, args = trial.scenario_path(name), tuple(shlex.split(rest))
-        trial.check_scenario(path, duration, list(args))
-        scenarios.append((path, args))
+        scenarios.append((path, args, trial.check_scenario(path, duration, list(args))))
     if out.exists() and any(out.iterdir()) and not resume:
         raise UsageError(f"--out {out} already holds a study; pass --resume to continue it, or choose another folder")
+    stack = None
+    if backend != "sim":
+        stack = _stack(state_dir)
+        if not stack.running():
+            if not stack_up:
+                raise StackError(f"--backend {backend} needs the stack: none is running from {state_dir}; "
+                                 "run `tuner stack up` or pass --stack-up")
+            from tuner.stack import Stack
+
+            stack = Stack(_stack_config(state_dir, config))
+            stack.up(log=console.print)
     out.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{out.resolve() / 'study.db'}"
-    spec = simulate.SimSpec(serve_config=serve_config, config_path=config, scenario=scenarios[0][0], scenario_args=(),
-                            target=tgt, duration_s=duration, out=out, prices=cost.load_prices(prices), calibration=cal,
-                            cluster=layer, warmup_s=warmup, seed=seed)
-    evaluator = SimBackend(spec, scenarios)
+    store = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    def show(t, best):
-        mark = "met" if t.user_attrs.get("feasible") else "missed"
-        label = f" ({t.user_attrs['baseline']})" if t.user_attrs.get("baseline") else ""
-        best_txt = f"best {best.value:.4f}/h (trial {best.number})" if best else "no configuration met the target yet"
-        console.print(f"trial {t.number}{label}: {t.value:.4f}/h, p99 {t.user_attrs.get('p99_ms') or 0:.0f} ms, {mark}; "
-                      f"{best_txt}", highlight=False)
-
-    study = run_study(evaluator, space, serve_config, trials=trials, storage=url, name="tuner",
-                          seed=seed, time_budget_s=time_budget, patience=patience, resume=resume, on_trial=show)
-    summary = write_outputs(study, serve_config, out, {"target": tgt.text, "backend": backend,
-                                                        "scenarios": [f"{p.stem} {' '.join(a)}".strip() for p, a in scenarios],
-                                                        "calibration": cal.name, "cluster": cluster, "storage": url},
-                            layer)
+    sim_spec = simulate.SimSpec(serve_config=serve_config, config_path=config, scenario=scenarios[0][0], scenario_args=(),
+                                target=tgt, duration_s=duration, out=out, prices=price_table, calibration=cal,
+                                cluster=layer, warmup_s=warmup, seed=seed)
+    info = {"target": tgt.text, "backend": backend, "scenarios": [f"{p.stem} {' '.join(a)}".strip() for p, a, _ in scenarios],
+            "calibration": cal.name, "cluster": cluster, "sampler": sampler, "storage": url, "duration_s": duration,
+            "warmup_s": warmup}
+    with PhaseProgress(console) as progress:
+        show = _trial_printer(progress, trials)
+        real_backend = None
+        if stack is not None:
+            base = trial.TrialSpec(serve_config=serve_config, config_path=None, scenario=scenarios[0][0], scenario_args=(),
+                                   target=tgt, duration_s=duration, out=out, prices=price_table, warmup_s=warmup,
+                                   seed=seed, settle_timeout_s=settle_timeout)
+            real_backend = RealBackend(stack, base, scenarios, out / "real", repeat=1 if backend == "real" else real_repeat,
+                                       report=progress)
+        common = dict(seed=seed, sampler=sampler, pareto=pareto, named_baselines=named)
+        if backend == "hybrid":
+            settings = HybridSettings(sim_trials=trials, max_real=max_real, repeat=real_repeat, noise_floor=noise_floor,
+                                      real_baselines=real_baselines)
+            sim_backend = SimBackend(sim_spec, [(p, a) for p, a, _ in scenarios])
+            outcome = Hybrid(sim_backend, real_backend, space, serve_config, tgt, storage=store, settings=settings,
+                             time_budget_s=time_budget, on_trial=show, on_real=_real_printer(progress), **common).run()
+            studies = [("sim", s) for s in outcome.rounds] + [("real", outcome.real)]
+            best = ("real", outcome.best) if outcome.best else None
+            front = pareto_front(outcome.rounds[-1]) if pareto else None
+            candidates = [t for t in completed(outcome.real) if not t.user_attrs.get("baselines")]
+            extra = {"hybrid": {"reason": outcome.reason, "rounds": len(outcome.rounds),
+                                "real_candidates": len(candidates),
+                                "sim_winners_failed": sum(not t.user_attrs.get("passed") for t in candidates),
+                                "correction": outcome.factors, "noise_floor": noise_floor, "real_repeat": real_repeat,
+                                "verified": [{"trial": t.number, "label": t.user_attrs.get("label"),
+                                              "round": t.user_attrs.get("round"), "cost_per_hour": t.values[0],
+                                              "sim_cost_per_hour": t.user_attrs.get("sim_cost"),
+                                              "p99_ms": t.user_attrs.get("p99_ms"),
+                                              "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
+                                              "met": t.user_attrs.get("feasible"), "margin": t.user_attrs.get("margin"),
+                                              "noise": t.user_attrs.get("noise_used"),
+                                              "passed": t.user_attrs.get("passed")} for t in candidates]}}
+        else:
+            evaluator = SimBackend(sim_spec, [(p, a) for p, a, _ in scenarios]) if backend == "sim" else real_backend
+            study = run_study(evaluator, space, serve_config, trials=trials, storage=store, name="tuner",
+                              time_budget_s=time_budget, patience=patience, resume=resume, on_trial=show, **common)
+            studies, extra = [(backend, study)], {}
+            found = best_trial(study)
+            best = (backend, found) if found else None
+            front = pareto_front(study) if pareto else None
+    summary = write_outputs(out, serve_config, info, studies, best, cluster=layer, pareto=front, extra=extra)
     _print_optimize(summary)
     console.print(f"results in {out}/ (best_serve_config.yaml, trials.csv, summary.json, study)")
     raise typer.Exit(0 if summary["best"] else 1)
 
 
+# The shipped config carries the seed article's settings (target_app was built from it): a
+# baseline of its own, the same trial as the starting config when that is the shipped one.
+SEED_CONFIG = Path(__file__).resolve().parents[1] / "target_app" / "serve_config.yaml"
+
+
+def _trial_printer(progress, total: int):
+    """A line per finished trial and a bar of the search with the best so far."""
+    progress.counter("search", total)
+    state = {"n": 0}
+
+    def show(t, best):
+        state["n"] += 1
+        mark = "met" if t.user_attrs.get("feasible") else "missed"
+        label = f" ({', '.join(t.user_attrs['baselines'])})" if t.user_attrs.get("baselines") else ""
+        best_txt = f"best {best.values[0]:.4f}/h (trial {best.number})" if best else "none met yet"
+        progress.count(state["n"], best_txt)
+        progress.print(f"trial {t.number}{label}: {t.values[0]:.4f}/h, p99 {t.user_attrs.get('p99_ms') or 0:.0f} ms, "
+                       f"{mark}; {best_txt}")
+    return show
+
+
+def _real_printer(progress):
+    def show(label, t):
+        a = t.user_attrs
+        verdict = "passed" if a.get("passed") else ("met (baseline)" if a.get("feasible") and a.get("baselines")
+                                                    else "met, margin below noise" if a.get("feasible") else "missed")
+        progress.print(f"real {label}: {t.values[0]:.4f}/h (simulated {a.get('sim_cost') or 0:.4f}/h), p99 "
+                       f"{a.get('p99_ms') or 0:.0f} ms (simulated {a.get('sim_p99_ms') or 0:.0f}), margin "
+                       f"{a.get('margin') or 0:+.0%} against noise {a.get('noise_used') or 0:.0%}: {verdict}")
+    return show
+
+
 def _print_optimize(summary: dict) -> None:
-    table = Table("configuration", "trial", "cost / h", "p99 ms", "target", "saving by the best",
+    table = Table("configuration", "backend", "trial", "cost / h", "p99 ms", "target", "saving by the best",
                   title=f"target {escape(repr(summary['target']))} on {', '.join(summary['scenarios'])}")
     best = summary["best"]
     for name, b in summary["baselines"].items():
-        saving = best["savings"].get(name) if best else None
-        table.add_row(name, str(b["trial"]), f"{b['cost_per_hour']:.4f}", f"{b['p99_ms'] or 0:.0f}",
+        saving = (best["savings"].get(name) or {}).get("saving") if best else None
+        table.add_row(name, b["backend"], str(b["trial"]), f"{b['cost_per_hour']:.4f}", f"{b['p99_ms'] or 0:.0f}",
                       "met" if b["feasible"] else "missed", "-" if saving is None else f"{saving:+.0%}")
     if best:
-        table.add_row("[bold]best[/]", str(best["trial"]), f"{best['cost_per_hour']:.4f}", f"{best['p99_ms'] or 0:.0f}",
-                      "met", "")
+        table.add_row("[bold]best[/]", best["backend"], str(best["trial"]), f"{best['cost_per_hour']:.4f}",
+                      f"{best['p99_ms'] or 0:.0f}", "met", "")
     console.print(table)
+    hybrid = summary.get("hybrid")
+    if hybrid:
+        console.print(f"hybrid: {hybrid['reason']}; {hybrid['rounds']} simulated round(s), {hybrid['real_candidates']} "
+                      f"candidate(s) run for real, {hybrid['sim_winners_failed']} of them failed there; correction "
+                      + (", ".join(f"{k} x{v:.2f}" for k, v in hybrid["correction"].items()) or "none"), highlight=False)
+    if summary.get("pareto"):
+        console.print("Pareto front (cost/h, p99 ms): " + ", ".join(f"{p['cost_per_hour']:.4f} @ {p['p99_ms']:.0f}"
+                                                                   for p in summary["pareto"]), highlight=False)
     if best:
         console.print("best values: " + ", ".join(f"{k.removeprefix('serve.')}={v:.4g}" if isinstance(v, float)
                                                   else f"{k.removeprefix('serve.')}={v}" for k, v in best["values"].items()),

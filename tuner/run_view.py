@@ -37,6 +37,18 @@ class PhaseProgress:
         self._finish()
         self._task = self._progress.add_task(name, total=seconds, note="")
 
+    def counter(self, name: str, total: int) -> None:
+        """A bar that stays beside the phases: `count` moves it and sets its note."""
+        self._counter = self._progress.add_task(name, total=total, note="")
+
+    def count(self, done: int, note: str) -> None:
+        total = self._progress.tasks[self._counter].total or 0
+        self._progress.update(self._counter, completed=done, total=max(total, done), note=note)
+
+    def print(self, text: str) -> None:
+        """A line above the bars."""
+        self._progress.console.print(text, highlight=False, soft_wrap=True)
+
     def tick(self, elapsed_s: float) -> None:
         if self._task is not None:
             total = self._progress.tasks[self._task].total

@@ -1,6 +1,7 @@
 """Evaluating one configuration: its trials on every scenario, its cost, and how far each
-target clause is from holding (the constraints Optuna sees). The simulator backend lives here;
-the real and hybrid backends give the same `Evaluation`."""
+target clause is from holding (the constraints Optuna sees). Two backends give the same
+`Evaluation`: the simulator (`SimBackend`) and the real stack (`RealBackend`, issue 03's
+trials); the hybrid search (hybrid.py) uses both."""
 
 from __future__ import annotations
 
@@ -11,7 +12,33 @@ import pandas as pd
 
 from tuner.optimize.space import apply_cluster
 from tuner.result import TrialResult
+from tuner.target import Clause
 from tuner.simulate import SimSpec, scenario_plan, sim_trial
+from tuner.trial import Reporter, Silent, TrialSpec, run_repeated
+
+
+def clause_values(results: list[TrialResult]) -> list[dict[str, float | None]]:
+    """Per scenario, each clause's measured client value (base units), keyed by clause text."""
+    return [{cv.clause.text: cv.client for cv in r.target.clauses} for r in results]
+
+
+def judge(values: list[dict[str, float | None]], clauses: dict[str, Clause], measured: list[bool],
+          factors: dict[str, float] | None = None) -> tuple[list[str], list[float], bool]:
+    """Each clause's worst shortfall over the scenarios (<= 0 when it holds everywhere) and
+    whether every clause holds in every scenario, all measured. `values` are per scenario, by
+    clause text; `factors` scale a clause's value first: the hybrid search's correction of the
+    simulator's error (1 = none)."""
+    factors = factors or {}
+    worst: dict[str, float] = {}
+    feasible = all(measured)
+    for per_scenario in values:
+        for text, value in per_scenario.items():
+            clause = clauses[text]
+            value = None if value is None else value * factors.get(text, 1.0)
+            margin = clause.margin(value)
+            worst[text] = max(worst.get(text, -1e9), 1.0 if margin is None else -margin)
+            feasible = feasible and clause.holds(value)
+    return list(worst), list(worst.values()), feasible
 
 
 @dataclass
@@ -20,6 +47,7 @@ class Evaluation:
 
     serve_config: dict
     results: list[TrialResult]
+    factors: dict[str, float] = field(default_factory=dict)
     cost: float = field(init=False)
     violations: list[float] = field(init=False)
     clauses: list[str] = field(init=False)
@@ -28,19 +56,28 @@ class Evaluation:
     def __post_init__(self):
         # What is paid is the most expensive scenario's rate: the deployment must carry all of them.
         self.cost = max(r.cost.cost_per_hour for r in self.results)
-        # One constraint per clause: the worst scenario's shortfall (<= 0 when the clause holds).
-        per_clause: dict[str, float] = {}
-        for r in self.results:
-            for cv in r.target.clauses:
-                v = 1.0 if cv.margin is None else -cv.margin
-                per_clause[cv.clause.text] = max(per_clause.get(cv.clause.text, -1e9), v)
-        self.clauses, self.violations = list(per_clause), list(per_clause.values())
-        self.feasible = all(r.status == "met" for r in self.results)
+        clauses = {cv.clause.text: cv.clause for r in self.results for cv in r.target.clauses}
+        self.clauses, self.violations, self.feasible = judge(clause_values(self.results), clauses,
+                                                             [r.status != "unmeasured" for r in self.results],
+                                                             self.factors)
 
     def p99_ms(self) -> float | None:
         """The worst scenario's client p99 (for the Pareto view)."""
         vals = [r.overall.latency_ms.p99 for r in self.results if r.overall and r.overall.latency_ms.p99 is not None]
         return max(vals) if vals else None
+
+    def noise(self) -> float | None:
+        """The largest coefficient of variation of a clause's value over repeats (None without
+        repeats): how far apart runs of the very same trial land."""
+        cvs = [s.cv for r in self.results if r.repeat for k, s in r.repeat.spread.items()
+               if k.startswith("target ") and not k.endswith("(server)") and s.cv is not None]
+        return max(cvs) if cvs else None
+
+    def attrs(self) -> dict:
+        """What a study keeps of the evaluation (JSON-able user attributes)."""
+        return {"violations": self.violations, "feasible": self.feasible, "p99_ms": self.p99_ms(),
+                "statuses": [r.status for r in self.results], "clause_values": clause_values(self.results),
+                "noise": self.noise()}
 
 
 class SimBackend:
@@ -55,10 +92,35 @@ class SimBackend:
             info, plan = scenario_plan(path, base.duration_s, list(args), base.seed)
             self.plans.append((replace(base, scenario=path, scenario_args=tuple(args), scenario_info=info), info, plan))
 
-    def evaluate(self, serve_config: dict, values: dict | None = None) -> Evaluation:
+    def evaluate(self, serve_config: dict, values: dict | None = None, label: str = "") -> Evaluation:
         """Simulate `serve_config` on every scenario (on the cluster with the values' cluster-layer
         parameters set)."""
         cluster = apply_cluster(self.base.cluster, values or {})
         results = [sim_trial(replace(spec, serve_config=serve_config, config_path=None, cluster=cluster), info, plan)[0]
                    for spec, info, plan in self.plans]
+        return Evaluation(serve_config, results)
+
+
+class RealBackend:
+    """Evaluates configurations on the running stack: a `tuner run` trial per scenario (with
+    `repeat` runs each), written under `out/<label>/<scenario>/`. A trial that could not be
+    measured raises StackError (the CLI's exit 3)."""
+
+    name = "real"
+
+    def __init__(self, stack, base: TrialSpec, scenarios: list[tuple[Path, tuple[str, ...], dict]], out: Path,
+                 repeat: int = 1, report: Reporter = Silent()):
+        self.stack, self.base, self.scenarios, self.out = stack, base, scenarios, out
+        self.repeat, self.report = repeat, report
+
+    def evaluate(self, serve_config: dict, values: dict | None = None, label: str = "",
+                 repeat: int | None = None) -> Evaluation:
+        """Deploy `serve_config` and run each scenario on it (`repeat` runs each, by default
+        the backend's)."""
+        folder = self.out / (label or "evaluation")
+        results = []
+        for path, args, info in self.scenarios:
+            spec = replace(self.base, serve_config=serve_config, config_path=None, scenario=path,
+                           scenario_args=tuple(args), scenario_info=info, out=folder / path.stem)
+            results.append(run_repeated(self.stack, spec, repeat or self.repeat, self.report))
         return Evaluation(serve_config, results)

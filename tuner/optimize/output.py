@@ -1,9 +1,12 @@
-"""What a study leaves in its output folder: the best Serve config (validated with Ray's
-schema), every trial as CSV, and a summary with the baselines and what the best saves."""
+"""What a search leaves in its output folder: the best Serve config (validated with Ray's
+schema) and its cluster-layer settings, every trial as CSV, and a summary with the baselines,
+what the best saves against each, the Pareto front and, for a hybrid search, the real
+verification."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -11,48 +14,86 @@ import pandas as pd
 import yaml
 
 from tuner.optimize.space import apply, apply_cluster
-from tuner.optimize.study import best_trial
+from tuner.optimize.study import completed, cost_of
+
+Trial = optuna.trial.FrozenTrial
+REAL_ATTRS = ("label", "passed", "margin", "noise_used", "sim_trial", "sim_cost", "sim_p99_ms")
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, baseline label, cost per hour, feasible, p99, the
-    scenarios' verdicts, every constraint value, and every parameter as evaluated (repaired)."""
+def trials_frame(studies: list[tuple[str, optuna.Study]]) -> pd.DataFrame:
+    """One row per evaluated trial of every study (copies a hybrid round carries over are not
+    evaluations and are left out): study, backend, number, state, baselines, cost per hour,
+    feasible, p99, the scenarios' verdicts, every constraint value, for real trials the
+    verification, and every parameter as evaluated (repaired)."""
     rows = []
-    for t in study.trials:
-        a = t.user_attrs
-        row = {"number": t.number, "state": t.state.name, "baseline": a.get("baseline", ""),
-               "cost_per_hour": t.value, "feasible": a.get("feasible"), "p99_ms": a.get("p99_ms"),
-               "statuses": ",".join(a.get("statuses", [])),
-               "violations": json.dumps([round(v, 4) for v in a.get("violations", [])])}
-        row |= {k: v for k, v in (a.get("values") or t.params).items()}
-        rows.append(row)
+    for backend, study in studies:
+        for t in study.trials:
+            a = t.user_attrs
+            if "copied_from" in a:
+                continue
+            row = {"study": study.study_name, "backend": backend, "number": t.number, "state": t.state.name,
+                   "baselines": "; ".join(a.get("baselines", [])), "cost_per_hour": t.values[0] if t.values else None,
+                   "feasible": a.get("feasible"), "p99_ms": a.get("p99_ms"), "statuses": ",".join(a.get("statuses", [])),
+                   "violations": json.dumps([round(v, 4) for v in a.get("violations", [])])}
+            row |= {k: a.get(k) for k in REAL_ATTRS if backend == "real"}
+            row |= dict(a.get("values") or t.params)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def write_outputs(study: optuna.Study, serve_config: dict, out: Path, info: dict, cluster=None) -> dict:
-    """best_serve_config.yaml (when a trial met the target), with a cluster layer also
-    best_cluster.yaml (the layer's settings, for export), trials.csv and summary.json."""
+def _brief(backend: str, t: Trial) -> dict:
+    out = {"backend": backend, "trial": t.number, "cost_per_hour": cost_of(t),
+           "feasible": t.user_attrs.get("feasible"), "p99_ms": t.user_attrs.get("p99_ms")}
+    if backend == "real":
+        out |= {k: t.user_attrs.get(k) for k in ("label", "margin", "noise_used", "sim_cost", "sim_p99_ms")}
+    return out
+
+
+def baseline_trials(studies: list[tuple[str, optuna.Study]]) -> dict[str, tuple[str, Trial]]:
+    """Each baseline label's trial: its real run where there is one, else its simulated one."""
+    found: dict[str, tuple[str, Trial]] = {}
+    for backend, study in studies:
+        for t in completed(study):
+            for label in t.user_attrs.get("baselines", []):
+                if "copied_from" not in t.user_attrs and (label not in found or backend == "real"):
+                    found[label] = (backend, t)
+    return found
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple[str, optuna.Study]],
+                  best: tuple[str, Trial] | None, *, cluster=None, pareto: list[Trial] | None = None,
+                  extra: dict | None = None) -> dict:
+    """best_serve_config.yaml (when a configuration met the target), with a cluster layer
+    also best_cluster.yaml (the layer's settings, for export), trials.csv and summary.json,
+    each written atomically."""
     from ray.serve.schema import ServeDeploySchema
 
     out.mkdir(parents=True, exist_ok=True)
-    trials_frame(study).to_csv(out / "trials.csv", index=False)
-    best = best_trial(study)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    base = {t.user_attrs["baseline"]: t for t in done if t.user_attrs.get("baseline")}
-    summary = {**info, "trials": len(done),
-               "baselines": {k: {"trial": t.number, "cost_per_hour": t.value, "feasible": t.user_attrs.get("feasible"),
-                                 "p99_ms": t.user_attrs.get("p99_ms")} for k, t in base.items()},
-               "best": None}
+    trials_frame(studies).to_csv(out / ".trials.csv.tmp", index=False)
+    os.replace(out / ".trials.csv.tmp", out / "trials.csv")
+    base = baseline_trials(studies)
+    summary = {**info, "trials": {b: sum("copied_from" not in t.user_attrs for t in completed(s)) for b, s in studies},
+               "baselines": {label: _brief(b, t) for label, (b, t) in base.items()}, "best": None, **(extra or {})}
+    if pareto is not None:
+        summary["pareto"] = [{"trial": t.number, "cost_per_hour": cost_of(t), "p99_ms": t.user_attrs["p99_ms"],
+                              "values": t.user_attrs["values"]} for t in pareto]
     if best is not None:
-        cfg = apply(serve_config, best.user_attrs["values"])
+        backend, t = best
+        cfg = apply(serve_config, t.user_attrs["values"])
         ServeDeploySchema.model_validate(cfg)
-        (out / "best_serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        _write(out / "best_serve_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         if cluster is not None and cluster.layer != "fixed":
-            tuned = apply_cluster(cluster, best.user_attrs["values"])
-            (out / "best_cluster.yaml").write_text(yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json",
-                                                                   exclude={"layer"})}, sort_keys=False))
-        summary["best"] = {"trial": best.number, "cost_per_hour": best.value, "p99_ms": best.user_attrs.get("p99_ms"),
-                           "values": best.user_attrs["values"], "serve_config": "best_serve_config.yaml",
-                           "savings": {k: (1 - best.value / t.value) if t.value else None for k, t in base.items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+            tuned = apply_cluster(cluster, t.user_attrs["values"])
+            _write(out / "best_cluster.yaml", yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json", exclude={"layer"})},
+                                                             sort_keys=False))
+        summary["best"] = {**_brief(backend, t), "values": t.user_attrs["values"], "serve_config": "best_serve_config.yaml",
+                           "savings": {label: {"saving": (1 - cost_of(t) / cost_of(bt)) if cost_of(bt) else None,
+                                               "basis": b} for label, (b, bt) in base.items()}}
+    _write(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary

@@ -2,18 +2,22 @@
 
 Each trial samples the space, repairs the constraints between parameters, applies the values
 to the Serve config and asks the backend to evaluate it; the cost (per hour, the worst
-scenario's) is the objective and each clause's shortfall a constraint (`Trial.set_constraint`,
-which Optuna's TPE uses, so infeasible trials guide the sampler too). Baselines are evaluated
-first: the starting config, and Ray Serve's defaults for the searched fields. The study lives
-in Optuna storage (SQLite in the output folder by default), so `resume` continues it with every
-completed trial kept.
+scenario's) is the objective (with `pareto`, also the worst p99) and each clause's shortfall a
+constraint (`Trial.set_constraint`, which TPE and GP read, so infeasible trials guide the
+sampler too). Baselines are evaluated first. The study lives in Optuna storage (SQLite in the
+output folder by default, or any RDB URL, which also lets several workers share it); a trial
+whose process died is found by its stale heartbeat and run again, so `resume` loses no
+completed trial and counts none twice.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
 from typing import Callable
 
 import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tuner.optimize.space import Space, _current, apply, repair, suggest
 
@@ -24,6 +28,9 @@ SERVE_DEFAULTS = {"min_replicas": 1, "max_replicas": 1, "initial_replicas": 1, "
                   "upscaling_factor": 1.0, "downscaling_factor": 1.0, "look_back_period_s": 30.0,
                   "max_ongoing_requests": 5, "max_queued_requests": -1, "num_replicas": 1, "max_batch_size": 10,
                   "batch_wait_timeout_s": 0.01, "max_models_per_replica": 3, "num_cpus": 1.0}
+SAMPLERS = ("tpe", "gp", "random")
+# A p99 for the Pareto objective when a trial answered nothing (Optuna takes no infinities).
+NO_P99_MS = 1e9
 
 
 def _clip(value, p):
@@ -33,22 +40,24 @@ def _clip(value, p):
     return int(round(v)) if p.type == "int" else float(v)
 
 
-def baselines(space: Space, serve_config: dict) -> dict[str, dict]:
-    """The starting config's and Ray's default values for every searched parameter."""
-    current = _current(serve_config)
-    out = {"starting config": {}, "Ray defaults": {}}
-    for key in space.names():
-        layer, owner, name = key.split(".", 2)
-        p = space.param(key)
-        if layer != "serve":
-            out["starting config"][key] = out["Ray defaults"][key] = _clip(p.choices[0] if p.choices else p.low, p)
-            continue
-        out["starting config"][key] = _clip(current.get(owner, {}).get(name, SERVE_DEFAULTS[name]), p)
-        out["Ray defaults"][key] = _clip(SERVE_DEFAULTS[name], p)
+def baselines(space: Space, serve_config: dict, named: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Values of every searched parameter for each baseline: the starting config, Ray's
+    defaults, and each named Serve config (e.g. the seed article's settings); a cluster-layer
+    parameter takes its range's low end or first choice."""
+    configs = {"starting config": serve_config, "Ray defaults": None, **(named or {})}
+    out: dict[str, dict] = {}
+    for label, cfg in configs.items():
+        current = _current(cfg) if cfg is not None else {}
+        values = {}
+        for key in space.names():
+            layer, owner, name = key.split(".", 2)
+            p = space.param(key)
+            if layer != "serve":
+                values[key] = _clip(p.choices[0] if p.choices else p.low, p)
+            else:
+                values[key] = _clip(current.get(owner, {}).get(name, SERVE_DEFAULTS[name]), p)
+        out[label] = repair(values, space, serve_config)
     return out
-
-
-SAMPLERS = ("tpe", "gp", "random")
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -63,32 +72,74 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise ValueError(f"sampler: {name!r} is not one of {', '.join(SAMPLERS)}")
 
 
-def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage: str, name: str, seed: int = 0,
-              sampler: str = "tpe", time_budget_s: float | None = None, patience: int | None = None, resume: bool = False,
+def open_storage(url: str) -> RDBStorage:
+    """RDB storage with heartbeats: a trial left RUNNING by a killed process goes stale after
+    the grace period, is marked failed and enqueued again with its parameters."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and the way it documents
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=10, grace_period=30,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+
+
+def open_study(storage: str | RDBStorage, name: str, *, seed: int = 0, sampler: str = "tpe", pareto: bool = False,
+               resume: bool = True) -> optuna.Study:
+    """Create (or, with `resume`, load) a study: minimise cost, and with `pareto` also p99."""
+    return optuna.create_study(study_name=name, storage=open_storage(storage) if isinstance(storage, str) else storage,
+                               directions=["minimize", "minimize"] if pareto else ["minimize"],
+                               sampler=make_sampler(sampler, seed), load_if_exists=resume)
+
+
+def record(trial: optuna.Trial, values: dict, ev) -> tuple[float, ...] | float:
+    """Store an evaluation on its trial (values, verdict attributes, one constraint per
+    clause) and return the objective(s)."""
+    trial.set_user_attr("values", values)
+    for k, v in ev.attrs().items():
+        trial.set_user_attr(k, v)
+    for clause, v in zip(ev.clauses, ev.violations):
+        trial.set_constraint(clause, v)
+    if len(trial.study.directions) == 2:
+        return ev.cost, ev.p99_ms() or NO_P99_MS
+    return ev.cost
+
+
+def enqueue_baselines(study: optuna.Study, values_by_label: dict[str, dict]) -> None:
+    """Enqueue each distinct baseline once (labels with identical values share a trial); on
+    resume, only those not yet completed or waiting."""
+    seen = {}
+    for label, values in values_by_label.items():
+        seen.setdefault(tuple(sorted(values.items(), key=lambda kv: kv[0])), []).append(label)
+    have = {tuple(t.user_attrs.get("baselines", ())) for t in study.trials
+            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING,
+                           optuna.trial.TrialState.RUNNING)}
+    for key, labels in seen.items():
+        if tuple(labels) not in have:
+            study.enqueue_trial(dict(key), user_attrs={"baselines": labels})
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's completed trials."""
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage: str | RDBStorage, name: str,
+              seed: int = 0, sampler: str = "tpe", pareto: bool = False, named_baselines: dict[str, dict] | None = None,
+              factors: dict[str, float] | None = None, time_budget_s: float | None = None,
+              patience: int | None = None, resume: bool = False,
               on_trial: Callable[[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial | None], None] = lambda t, b: None,
               ) -> optuna.Study:
     """Run (or continue) the study until `trials` completed trials, the time budget, or
-    `patience` trials without a better feasible cost."""
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=make_sampler(sampler, seed),
-                                load_if_exists=resume)
+    `patience` trials without a better feasible cost. `factors` correct the backend's
+    measured clause values (the hybrid search's simulator correction)."""
+    study = open_study(storage, name, seed=seed, sampler=sampler, pareto=pareto, resume=resume)
     if not study.trials:
-        for label, values in baselines(space, serve_config).items():
-            study.enqueue_trial(values, user_attrs={"baseline": label})
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    left = max(0, trials - len(done))
+        enqueue_baselines(study, baselines(space, serve_config, named_baselines))
+    left = max(0, trials - len(completed(study)))
     since = {"best": best_trial(study), "stale": 0}
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial):
         values = repair(suggest(trial, space), space, serve_config)
-        ev = backend.evaluate(apply(serve_config, values), values)
-        trial.set_user_attr("values", values)
-        trial.set_user_attr("violations", ev.violations)
-        for clause, v in zip(ev.clauses, ev.violations):
-            trial.set_constraint(clause, v)
-        trial.set_user_attr("feasible", ev.feasible)
-        trial.set_user_attr("p99_ms", ev.p99_ms())
-        trial.set_user_attr("statuses", [r.status for r in ev.results])
-        return ev.cost
+        ev = backend.evaluate(apply(serve_config, values), values, f"trial-{trial.number:04d}")
+        return record(trial, values, replace(ev, factors=factors) if factors else ev)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = best_trial(study)
@@ -103,7 +154,21 @@ def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage
     return study
 
 
+def cost_of(trial: optuna.trial.FrozenTrial) -> float:
+    """A completed trial's cost per hour (its first objective)."""
+    return trial.values[0]
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The cheapest completed trial that met the target everywhere."""
-    ok = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")]
-    return min(ok, key=lambda t: (t.value, t.number)) if ok else None
+    ok = [t for t in completed(study) if t.user_attrs.get("feasible")]
+    return min(ok, key=lambda t: (cost_of(t), t.number)) if ok else None
+
+
+def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Feasible trials no other feasible trial beats on both cost and p99, cheapest first."""
+    ok = [t for t in completed(study) if t.user_attrs.get("feasible") and t.user_attrs.get("p99_ms") is not None]
+    front = [t for t in ok if not any(cost_of(o) <= cost_of(t) and o.user_attrs["p99_ms"] <= t.user_attrs["p99_ms"]
+                                      and (cost_of(o), o.user_attrs["p99_ms"]) != (cost_of(t), t.user_attrs["p99_ms"])
+                                      for o in ok)]
+    return sorted(front, key=lambda t: (cost_of(t), t.number))

@@ -1,0 +1,122 @@
+"""The hybrid search against a stand-in for the real stack whose latencies are the simulator's
+times a factor: a simulator winner fails for real, the correction is learned, the next round's
+candidate passes; baselines, budgets and resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tuner.optimize.evaluate import Evaluation
+from tuner.optimize.hybrid import Hybrid, HybridSettings, correction
+from tuner.optimize.space import apply, repair
+from tuner.result import verdict_status
+from tuner.target import parse_target
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_optimize_study import CONFIG, SPACE, backend  # noqa: E402
+
+SLOWER = 1.5
+KEY = "serve.MultiLoRAModel.num_replicas"
+
+
+class Slower:
+    """The "real" system: the simulator's trial with every client value of a clause x factor."""
+
+    name = "real"
+
+    def __init__(self, sim, factor: float):
+        self.sim, self.factor, self.calls = sim, factor, []
+
+    def evaluate(self, serve_config, values=None, label="", repeat=None) -> Evaluation:
+        self.calls.append((label, (values or {}).get(KEY), repeat))
+        ev = self.sim.evaluate(serve_config, values, label)
+        for r in ev.results:
+            for cv in r.target.clauses:
+                cv.client = cv.client * self.factor
+                cv.passed, cv.margin = cv.clause.holds(cv.client), cv.clause.margin(cv.client)
+            r.status = verdict_status(r.target.clauses)
+            r.overall.latency_ms.p99 *= self.factor
+        return Evaluation(serve_config, ev.results)
+
+
+@pytest.fixture(scope="module")
+def p99():
+    """Each replica count's simulated p99 on the LoRA scenario."""
+    b = backend("p99<60s")
+    return {n: b.evaluate(apply(CONFIG, repair({KEY: n}, SPACE, CONFIG))).p99_ms() for n in range(1, 5)}
+
+
+def hybrid(target: str, tmp_path: Path, **settings) -> tuple[Hybrid, Slower]:
+    sim = backend(target)
+    real = Slower(backend(target), SLOWER)
+    opts = dict(sim_trials=8, max_real=3, repeat=2, noise_floor=0.01, real_baselines=False) | settings
+    return Hybrid(sim, real, SPACE, CONFIG, parse_target(target), storage=f"sqlite:///{tmp_path}/s.db", seed=3,
+                  settings=HybridSettings(**opts)), real
+
+
+def test_a_simulator_winner_that_fails_for_real_corrects_the_simulator_and_the_next_candidate_passes(p99, tmp_path):
+    # a bound the simulator's 2 replicas meet and the real ones miss; 3 replicas meet it for real
+    bound = SLOWER * (p99[2] + p99[3]) / 2
+    assert p99[1] > bound > p99[2] and SLOWER * p99[2] > bound > SLOWER * p99[3]
+    h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path)
+    outcome = h.run()
+    assert [v for _, v, _ in real.calls] == [2, 3] and all(r == 2 for _, _, r in real.calls)
+    first, second = sorted(optuna.load_study(study_name="real", storage=f"sqlite:///{tmp_path}/s.db").trials,
+                           key=lambda t: t.number)
+    assert not first.user_attrs["passed"] and second.user_attrs["passed"]
+    assert outcome.best.user_attrs["values"][KEY] == 3 and outcome.reason == "a candidate passed on the real stack"
+    assert outcome.factors[f"p99<{bound:.0f}ms"] == pytest.approx(SLOWER)
+    assert [s.study_name for s in outcome.rounds] == ["sim-0", "sim-1"]
+    # round 1 carried round 0's trials over, judged again under the correction: none re-simulated
+    carried = [t for t in outcome.rounds[1].trials if "copied_from" in t.user_attrs]
+    assert len(carried) == len(outcome.rounds[0].trials)
+    two = [t for t in carried if t.user_attrs["values"][KEY] == 2]
+    assert two and not any(t.user_attrs["feasible"] for t in two) and all(v > 0 for t in two for v in t.constraints.values())
+
+
+def test_a_margin_below_the_noise_is_not_a_pass(p99, tmp_path):
+    bound = SLOWER * p99[4] * 1.05  # only 4 replicas meet it for real, by 5 %
+    h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path, noise_floor=0.10, max_real=4)
+    outcome = h.run()
+    assert outcome.best is None and [v for _, v, _ in real.calls][-1] == 4
+    assert "no cheaper simulated configuration" in outcome.reason
+
+
+def test_a_baseline_that_passes_for_real_is_the_answer_when_nothing_cheaper_is_left(tmp_path):
+    h, real = hybrid("p99<60s", tmp_path, real_baselines=True)
+    outcome = h.run()
+    # the starting config and Ray's defaults give one replica here: one baseline run, repeat 1
+    assert real.calls == [("baseline-starting-config", 1, 1)]
+    assert outcome.best.user_attrs["baselines"] == ["starting config", "Ray defaults"]
+    assert "no cheaper" in outcome.reason
+
+
+def test_resume_keeps_the_real_runs_and_a_killed_one_is_run_again(p99, tmp_path):
+    bound = SLOWER * (p99[2] + p99[3]) / 2
+    h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path, max_real=1)
+    assert h.run().best is None and [v for _, v, _ in real.calls] == [2]
+    # a verification left running by a killed process
+    study = optuna.load_study(study_name="real", storage=f"sqlite:///{tmp_path}/s.db")
+    study.ask()
+    h2, real2 = hybrid(f"p99<{bound:.0f}ms", tmp_path, max_real=3)
+    outcome = h2.run()
+    assert [v for _, v, _ in real2.calls] == [3] and outcome.best.user_attrs["values"][KEY] == 3
+    states = [t.state for t in optuna.load_study(study_name="real", storage=f"sqlite:///{tmp_path}/s.db").trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1 and states.count(optuna.trial.TrialState.COMPLETE) == 2
+
+
+def test_correction_takes_the_least_favourable_ratio_per_clause():
+    target = parse_target("p99<1s,throughput>=5rps")
+    clauses = {c.text: c for c in target.clauses}
+
+    def real(values, sim):
+        return optuna.trial.create_trial(value=1.0, user_attrs={"clause_values": [values], "sim_clause_values": [sim]})
+
+    trials = [real({"p99<1s": 600.0, "throughput>=5rps": 9.0}, {"p99<1s": 300.0, "throughput>=5rps": 10.0}),
+              real({"p99<1s": 500.0, "throughput>=5rps": 10.0}, {"p99<1s": 400.0, "throughput>=5rps": 10.0}),
+              real({"p99<1s": None, "throughput>=5rps": 0.0}, {"p99<1s": 100.0, "throughput>=5rps": 10.0})]
+    assert correction(trials, clauses) == {"p99<1s": pytest.approx(2.0), "throughput>=5rps": pytest.approx(0.9)}

@@ -1,0 +1,217 @@
+"""The hybrid search: search in the simulator, verify the best candidates on the real stack,
+correct the simulator by what the real runs showed, and repeat until a candidate passes for
+real with a margin larger than the measured noise. The real verdict is the one reported.
+
+Rounds. Round k is an Optuna study `sim-k`: the simulator's trials, each clause's value scaled
+by the correction known when the round began (so the sampler steers towards what is feasible
+for real). A new round starts with every earlier simulated trial copied in and judged again
+under the new correction (nothing is simulated twice), then samples `sim_trials` more.
+The correction, per clause, is the ratio of the real value to the simulated one for the same
+configuration, the least favourable seen so far (real p99 / simulated p99 for an upper bound):
+monotone, so each failed verification moves the search to configurations the simulator
+thinks safer. Real runs of the baselines (first) count as verifications for the correction.
+
+Verification (study `real`): a candidate's scenarios on the stack, `repeat` runs each. It
+passes when every clause holds on the median of the runs with a relative margin above the
+noise: the larger of the runs' own spread and the noise floor measured for this machine.
+Everything lives in the study storage, so `resume` carries on where a killed search stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import optuna
+
+from tuner.optimize.evaluate import Evaluation, judge
+from tuner.optimize.space import Space, apply
+from tuner.optimize.study import completed, cost_of, open_storage, open_study, record, run_study
+from tuner.target import Clause, Target
+
+Trial = optuna.trial.FrozenTrial
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """How much of each backend the search may use."""
+
+    sim_trials: int = 60  # new simulated trials per round
+    candidates: int = 1  # verified per round before a new round starts
+    max_real: int = 4  # candidate verifications in all (baselines not counted)
+    repeat: int = 2  # real runs per candidate
+    noise_floor: float = 0.15  # this machine's p99 CV over repeats of one trial (BENCHMARKS.md, Trials)
+    real_baselines: bool = True
+
+
+@dataclass
+class HybridOutcome:
+    """Where the search ended and why."""
+
+    rounds: list[optuna.Study]
+    real: optuna.Study
+    best: Trial | None  # the cheapest configuration that passed for real with the margin
+    reason: str
+    factors: dict[str, float] = field(default_factory=dict)
+
+
+def correction(real_trials: list[Trial], clauses: dict[str, Clause]) -> dict[str, float]:
+    """Per clause, the least favourable ratio of real to simulated value over the verified
+    configurations (largest for an upper bound, smallest for a lower bound)."""
+    ratios: dict[str, list[float]] = {}
+    for t in real_trials:
+        for real_vals, sim_vals in zip(t.user_attrs.get("clause_values", []), t.user_attrs.get("sim_clause_values", [])):
+            for text, rv in real_vals.items():
+                sv = sim_vals.get(text)
+                if rv is not None and sv is not None and rv > 0 and sv > 0 and text in clauses:
+                    ratios.setdefault(text, []).append(rv / sv)
+    return {text: (max(rs) if clauses[text].op in ("<", "<=") else min(rs)) for text, rs in ratios.items()}
+
+
+def rejudge(trial: Trial, clauses: dict[str, Clause], factors: dict[str, float]) -> tuple[list[str], list[float], bool]:
+    """A simulated trial's verdict under a correction, from the clause values it stored."""
+    measured = [s != "unmeasured" for s in trial.user_attrs.get("statuses", [])]
+    return judge(trial.user_attrs.get("clause_values", []), clauses, measured, factors)
+
+
+def margin_and_noise(ev: Evaluation, noise_floor: float) -> tuple[float, float]:
+    """The smallest relative margin over the clauses, and the noise it must exceed."""
+    return min(-v for v in ev.violations), max(ev.noise() or 0.0, noise_floor)
+
+
+class Hybrid:
+    """One hybrid search over a simulator backend and a real backend sharing one storage."""
+
+    def __init__(self, sim, real, space: Space, serve_config: dict, target: Target, *, storage, seed: int = 0,
+                 sampler: str = "tpe", pareto: bool = False, named_baselines: dict[str, dict] | None = None,
+                 settings: HybridSettings = HybridSettings(), time_budget_s: float | None = None,
+                 on_trial: Callable[[Trial, Trial | None], None] = lambda t, b: None,
+                 on_real: Callable[[str, Trial], None] = lambda label, t: None):
+        self.sim, self.real, self.space, self.serve_config = sim, real, space, serve_config
+        self.clauses = {c.text: c for c in target.clauses}
+        self.storage, self.seed, self.sampler, self.pareto = storage, seed, sampler, pareto
+        self.named, self.settings, self.on_trial, self.on_real = named_baselines, settings, on_trial, on_real
+        self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+        self.store = open_storage(storage) if isinstance(storage, str) else storage
+        self.real_study = open_study(self.store, "real", seed=seed, sampler="random", pareto=pareto)
+        for t in self.real_study.trials:  # left running by a killed search: run again, not counted
+            if t.state == optuna.trial.TrialState.RUNNING:
+                self.real_study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+    def run(self) -> HybridOutcome:
+        """Rounds of search and verification until a pass, no candidate, or a budget ends."""
+        rounds: list[optuna.Study] = []
+        while True:
+            k = len(rounds)
+            study = self._round(k, rounds[-1] if rounds else None)
+            rounds.append(study)
+            if k == 0 and self.settings.real_baselines:
+                self._verify_baselines(study)
+            for _ in range(self.settings.candidates - self._verified_in(k)):
+                if self._over_time():
+                    return self._end(rounds, "the time budget ran out")
+                if len(self._candidates()) >= self.settings.max_real:
+                    return self._end(rounds, f"all {self.settings.max_real} real verifications of candidates used")
+                cand = self._pick(rounds)
+                if cand is None:
+                    return self._end(rounds, "no cheaper simulated configuration meets the target under the "
+                                             "correction the real runs measured")
+                t = self._verify(cand, k, f"real-{len(self.real_study.trials):03d}")
+                if t.user_attrs["passed"]:
+                    return self._end(rounds, "a candidate passed on the real stack")
+            if self._over_time():
+                return self._end(rounds, "the time budget ran out")
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    def factors(self) -> dict[str, float]:
+        """The correction the real runs so far give."""
+        return correction(completed(self.real_study), self.clauses)
+
+    def _round(self, k: int, prev: optuna.Study | None) -> optuna.Study:
+        name = f"sim-{k}"
+        factors = self.factors()
+        names = set(optuna.study.get_all_study_names(self.store))
+        study = open_study(self.store, name, seed=self.seed + k, sampler=self.sampler, pareto=self.pareto)
+        if name not in names:
+            study.set_user_attr("factors", factors)
+            for t in completed(prev) if prev else []:
+                clauses, violations, feasible = rejudge(t, self.clauses, factors)
+                study.add_trial(optuna.trial.create_trial(
+                    params=t.params, distributions=t.distributions, values=t.values,
+                    user_attrs={**t.user_attrs, "violations": violations, "feasible": feasible,
+                                "copied_from": t.user_attrs.get("copied_from", f"{prev.study_name}:{t.number}")},
+                    system_attrs={f"constraints:{c}": v for c, v in zip(clauses, violations)}))
+            study.set_user_attr("seeded", len(study.trials))
+        factors = study.user_attrs.get("factors", {})
+        return run_study(self.sim, self.space, self.serve_config, trials=study.user_attrs["seeded"] + self.settings.sim_trials,
+                         storage=self.store, name=name, seed=self.seed + k, sampler=self.sampler,
+                         pareto=self.pareto, named_baselines=self.named, factors=factors or None,
+                         time_budget_s=self._left(), resume=True, on_trial=self.on_trial)
+
+    def _pick(self, rounds: list[optuna.Study]) -> Trial | None:
+        """The cheapest simulated configuration of the latest round that meets the target under
+        the present correction, has not been run for real, and costs less than the best that
+        passed there."""
+        factors, tried = self.factors(), [t.user_attrs["values"] for t in completed(self.real_study)]
+        best = self._best()
+        ok = [t for t in completed(rounds[-1]) if rejudge(t, self.clauses, factors)[2]
+              and t.user_attrs["values"] not in tried and (best is None or cost_of(t) < cost_of(best))]
+        return min(ok, key=lambda t: (cost_of(t), t.number)) if ok else None
+
+    # -- verification ------------------------------------------------------------------------
+
+    def _verify_baselines(self, round0: optuna.Study) -> None:
+        done = {tuple(t.user_attrs.get("baselines", ())) for t in completed(self.real_study)}
+        for t in completed(round0):
+            labels = tuple(t.user_attrs.get("baselines", ()))
+            if labels and labels not in done and not self._over_time():
+                self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
+
+    def _verify(self, sim_trial: Trial, k: int, label: str, repeat: int | None = None,
+                labels: list[str] | None = None) -> Trial:
+        values = sim_trial.user_attrs["values"]
+        self.real_study.enqueue_trial(sim_trial.params)
+        with warnings.catch_warnings():  # real runs are asked for one by one; a killed one is failed at start
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.real_study.ask(sim_trial.distributions)
+        try:
+            ev = self.real.evaluate(apply(self.serve_config, values), values, label, repeat or self.settings.repeat)
+        except BaseException:
+            self.real_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        objective = record(trial, values, ev)
+        margin, noise = margin_and_noise(ev, self.settings.noise_floor)
+        for key, value in {"label": label, "round": k, "sim_trial": f"sim-{k}:{sim_trial.number}",
+                           "sim_cost": cost_of(sim_trial), "sim_p99_ms": sim_trial.user_attrs.get("p99_ms"),
+                           "sim_clause_values": sim_trial.user_attrs.get("clause_values"),
+                           "baselines": labels or [], "margin": margin, "noise_used": noise,
+                           "passed": bool(ev.feasible and margin > noise)}.items():
+            trial.set_user_attr(key, value)
+        frozen = self.real_study.tell(trial, objective)
+        self.on_real(label, frozen)
+        return frozen
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _candidates(self) -> list[Trial]:
+        return [t for t in completed(self.real_study) if not t.user_attrs.get("baselines")]
+
+    def _verified_in(self, k: int) -> int:
+        return sum(t.user_attrs.get("round") == k for t in self._candidates())
+
+    def _left(self) -> float | None:
+        return None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+
+    def _over_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _best(self) -> Trial | None:
+        """The cheapest configuration, baselines included, that passed on the real stack."""
+        passed = [t for t in completed(self.real_study) if t.user_attrs.get("passed")]
+        return min(passed, key=lambda t: (cost_of(t), t.number)) if passed else None
+
+    def _end(self, rounds: list[optuna.Study], reason: str) -> HybridOutcome:
+        return HybridOutcome(rounds, self.real_study, self._best(), reason, self.factors())
