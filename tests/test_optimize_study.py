@@ -174,3 +174,10 @@ def test_a_study_on_the_ray_autoscaler_layer_searches_and_writes_its_settings(tm
     best = json.loads((out / "summary.json").read_text())["best"]["values"]
     assert tuned["ray_autoscaler"]["idle_timeout_s"] == pytest.approx(best["cluster.ray-autoscaler.idle_timeout_s"])
     assert tuned["ray_autoscaler"]["upscaling_mode"] == best["cluster.ray-autoscaler.upscaling_mode"]
+
+
+def test_a_real_search_without_a_stack_exits_3(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tuner.cli", "optimize", "--state-dir", str(tmp_path / "none"), "--target",
+                        "p99<1s", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 3 and len(lines) == 1 and "none is running" in lines[0]

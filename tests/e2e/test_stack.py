@@ -403,6 +403,50 @@ def test_validate_compares_a_short_real_trial_with_the_simulator(stack, tmp_path
     assert cmp["all_met"] == (r.returncode == 0)
 
 
+OPTIMIZE = ("--scenario", "steady:--rate 2", "--duration", "12", "--warmup", "3", "--trials", "6")
+
+
+def test_a_short_hybrid_search_verifies_on_the_real_stack_and_its_best_config_deploys(stack, tmp_path):
+    from ray.serve.schema import ServeDeploySchema
+
+    out = tmp_path / "opt"
+    r = tuner("optimize", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<10s",
+              "--max-real", "1", "--real-repeat", "1", "--sim-baselines", "--out", str(out), *OPTIMIZE)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "a candidate passed on the real stack" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"]["backend"] == "real" and summary["hybrid"]["real_candidates"] == 1
+    assert summary["trials"]["real"] == 1 and summary["trials"]["sim"] == 6
+    verified = summary["hybrid"]["verified"][0]
+    assert verified["passed"] and verified["p99_ms"] == summary["best"]["p99_ms"] and verified["sim_p99_ms"] > 0
+    label = verified["label"]
+    real = json.loads((out / "real" / label / "steady" / "result.json").read_text())
+    assert real["backend"] == "real" and real["status"] == "met"
+    assert real["cost"]["cost_per_hour"] == pytest.approx(summary["best"]["cost_per_hour"])
+    best = yaml.safe_load((out / "best_serve_config.yaml").read_text())
+    ServeDeploySchema.model_validate(best)
+    assert best == yaml.safe_load((out / "real" / label / "steady" / "serve_config.yaml").read_text())
+    try:  # the file deploys as it is, and serves
+        deploy.deploy(stack.dashboard, best, headers=stack.headers())
+        deploy.wait_running(stack.dashboard, ["rag", "router", "lora"], 300, headers=stack.headers())
+        assert post(stack, "/predict", {"domain": "legal", "text": "a contract clause"}).status_code == 200
+    finally:
+        deploy.deploy(stack.dashboard, stack.config, headers=stack.headers())
+        deploy.wait_running(stack.dashboard, ["rag", "router", "lora"], 300, headers=stack.headers())
+
+
+def test_a_real_backend_study_runs_its_trials_on_the_stack(stack, tmp_path):
+    out = tmp_path / "opt"
+    r = tuner("optimize", "--backend", "real", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path),
+              "--target", "p99<10s", "--out", str(out), *OPTIMIZE[:-1], "1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    import pandas as pd
+
+    rows = pd.read_csv(out / "trials.csv")
+    assert list(rows.backend) == ["real"] and rows.feasible.all()
+    assert (out / "real" / "trial-0000" / "steady" / "result.json").is_file()
+
+
 def test_up_twice_reports_the_running_stack(stack):
     pids = stack.recorded_pids()
     r = tuner("stack", "up", "--config", str(stack.config_path), "--state-dir", str(stack.state_dir), *stack.port_args())

@@ -21,15 +21,15 @@ REAL_ATTRS = ("label", "passed", "margin", "noise_used", "sim_trial", "sim_cost"
 
 
 def trials_frame(studies: list[tuple[str, optuna.Study]]) -> pd.DataFrame:
-    """One row per evaluated trial of every study (copies a hybrid round carries over are not
-    evaluations and are left out): study, backend, number, state, baselines, cost per hour,
+    """One row per evaluated trial of every study (enqueued ones not yet run, and the copies a
+    hybrid round carries over, are not evaluations and are left out): study, backend, number, state, baselines, cost per hour,
     feasible, p99, the scenarios' verdicts, every constraint value, for real trials the
     verification, and every parameter as evaluated (repaired)."""
     rows = []
     for backend, study in studies:
         for t in study.trials:
             a = t.user_attrs
-            if "copied_from" in a:
+            if "copied_from" in a or t.state == optuna.trial.TrialState.WAITING:
                 continue
             row = {"study": study.study_name, "backend": backend, "number": t.number, "state": t.state.name,
                    "baselines": "; ".join(a.get("baselines", [])), "cost_per_hour": t.values[0] if t.values else None,
