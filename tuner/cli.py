@@ -418,7 +418,8 @@ def optimize(
             front = pareto_front(study) if pareto else None
     summary = write_outputs(out, serve_config, info, studies, best, cluster=layer, pareto=front, extra=extra)
     _print_optimize(summary)
-    console.print(f"results in {out}/ (best_serve_config.yaml, trials.csv, summary.json, study)")
+    files = "best_serve_config.yaml, " if summary["best"] else ""
+    console.print(f"results in {out}/ ({files}trials.csv, summary.json, the study)")
     raise typer.Exit(0 if summary["best"] else 1)
 
 

@@ -28,7 +28,7 @@ import optuna
 
 from tuner.optimize.evaluate import Evaluation, judge
 from tuner.optimize.space import Space, apply
-from tuner.optimize.study import completed, cost_of, open_storage, open_study, record, run_study
+from tuner.optimize.study import completed, cost_of, open_storage, open_study, rank, record, run_study
 from tuner.target import Clause, Target
 
 Trial = optuna.trial.FrozenTrial
@@ -154,12 +154,12 @@ class Hybrid:
     def _pick(self, rounds: list[optuna.Study]) -> Trial | None:
         """The cheapest simulated configuration of the latest round that meets the target under
         the present correction, has not been run for real, and costs less than the best that
-        passed there."""
+        passed there (at equal cost, the lower simulated p99)."""
         factors, tried = self.factors(), [t.user_attrs["values"] for t in completed(self.real_study)]
         best = self._best()
         ok = [t for t in completed(rounds[-1]) if rejudge(t, self.clauses, factors)[2]
-              and t.user_attrs["values"] not in tried and (best is None or cost_of(t) < cost_of(best))]
-        return min(ok, key=lambda t: (cost_of(t), t.number)) if ok else None
+              and t.user_attrs["values"] not in tried and (best is None or rank(t)[0] < rank(best)[0])]
+        return min(ok, key=rank) if ok else None
 
     # -- verification ------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class Hybrid:
     def _best(self) -> Trial | None:
         """The cheapest configuration, baselines included, that passed on the real stack."""
         passed = [t for t in completed(self.real_study) if t.user_attrs.get("passed")]
-        return min(passed, key=lambda t: (cost_of(t), t.number)) if passed else None
+        return min(passed, key=rank) if passed else None
 
     def _end(self, rounds: list[optuna.Study], reason: str) -> HybridOutcome:
         return HybridOutcome(rounds, self.real_study, self._best(), reason, self.factors())

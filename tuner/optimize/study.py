@@ -159,10 +159,16 @@ def cost_of(trial: optuna.trial.FrozenTrial) -> float:
     return trial.values[0]
 
 
+def rank(trial: optuna.trial.FrozenTrial) -> tuple:
+    """Cheapest first; at equal cost (many settings idle at the same replica floor) the lower
+    p99, which meets the target with more room."""
+    return round(cost_of(trial), 9), trial.user_attrs.get("p99_ms") or NO_P99_MS, trial.number
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The cheapest completed trial that met the target everywhere."""
     ok = [t for t in completed(study) if t.user_attrs.get("feasible")]
-    return min(ok, key=lambda t: (cost_of(t), t.number)) if ok else None
+    return min(ok, key=rank) if ok else None
 
 
 def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
