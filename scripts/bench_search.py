@@ -8,7 +8,7 @@ against a backend that answers each configuration from the table, so they see ex
 Evaluation the simulator would give, and 5 seeds x several samplers x hundreds of trials are cheap.
 
     nice -n 19 .venv/bin/python scripts/bench_search.py [--reuse [GRID_JSON]] [--trials 200] [--seeds 5] \
-        [--samplers tpe,random,gp,tpe-startup5]
+        [--samplers tpe,random,gp,tpe-startup10]
 
 Writes under --out (runs/bench-search): grid.json (the simulated table, read back by --reuse),
 grid.csv (one row per grid point), search.json (every curve, trials to reach per sampler and
@@ -46,7 +46,7 @@ from tuner.target import parse_target  # noqa: E402
 
 TOLERANCE = 0.05  # the goal: within 5 % of the grid's optimum cost
 # Sampler settings run_study does not offer, measured here beside its own (`--samplers`).
-VARIANTS = {"tpe-startup5": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)}
+VARIANTS = {"tpe-startup10": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True)}
 SHIPPED_SAMPLER = study_module.make_sampler
 
 
