@@ -91,7 +91,7 @@ class Hybrid:
                  on_real: Callable[[str, Trial], None] = lambda label, t: None):
         self.sim, self.real, self.space, self.serve_config = sim, real, space, serve_config
         self.clauses = {c.text: c for c in target.clauses}
-        self.storage, self.seed, self.sampler, self.pareto = storage, seed, sampler, pareto
+        self.seed, self.sampler, self.pareto = seed, sampler, pareto
         self.named, self.settings, self.on_trial, self.on_real = named_baselines, settings, on_trial, on_real
         self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
         self.store = open_storage(storage) if isinstance(storage, str) else storage
