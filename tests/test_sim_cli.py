@@ -156,3 +156,11 @@ def test_profile_charges_each_route_the_host_cpu_its_requests_cost_beyond_their_
     phases = [ph("/predict", 100, 0.3 + 10 * 0.05), ph("/predict", 200, 0.3 + 20 * 0.05), burst, ph("/rag", 50, 0.3)]
     out = request_cpu_ms(phases, 0.3, {"/predict": 20.0, "/rag": 100.0})
     assert out["/predict"] == pytest.approx(30.0) and out["/rag"] == 0.0 and "/v1/completions" not in out
+
+
+def test_stack_cpu_counts_a_replaced_process_without_going_negative():
+    from tuner.profile import cpu_used_s
+
+    before = {(10, 1.0): 50.0, (11, 1.0): 3.0}
+    after = {(11, 1.0): 4.5, (12, 9.0): 0.7, (10, 8.0): 0.2}  # 10 exited; its PID came back as a new process
+    assert cpu_used_s(before, after) == pytest.approx(1.5 + 0.7 + 0.2)

@@ -100,10 +100,11 @@ async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: 
     return phase
 
 
-def stack_cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) used so far by the stack's processes and their descendants
-    (Ray's workers, replicas and agents, the proxy, Milvus, the LLM server, Prometheus)."""
-    total, seen = 0.0, set()
+def stack_cpu_s(pids: list[int]) -> dict[tuple[int, float], float]:
+    """CPU seconds (user + system) used so far by each of the stack's processes and their
+    descendants (Ray's workers, replicas and agents, the proxy, Milvus, the LLM server,
+    Prometheus), keyed by (pid, start time) so a reused PID is another process."""
+    out: dict[tuple[int, float], float] = {}
     for pid in pids:
         try:
             root = psutil.Process(pid)
@@ -111,35 +112,39 @@ def stack_cpu_s(pids: list[int]) -> float:
         except psutil.Error:
             continue
         for p in procs:
-            if p.pid in seen:
-                continue
-            seen.add(p.pid)
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                out[(p.pid, p.create_time())] = t.user + t.system
             except psutil.Error:
                 pass
-    return total
+    return out
+
+
+def cpu_used_s(before: dict[tuple[int, float], float], after: dict[tuple[int, float], float]) -> float:
+    """CPU the processes alive at the end used since `before` (all of it for one started
+    since). A process that exited in between drops out rather than subtracting its total,
+    which made a phase where a replica was replaced read negative."""
+    return sum(cpu - before.get(key, 0.0) for key, cpu in after.items())
 
 
 def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=print,
             pids: list[int] = ()) -> tuple[float, list[Phase]]:
     """The stack's busy cores with no load, then each route at each concurrency level, one
     phase after another, with the stack's busy cores in each."""
-    def busy_cpu_s() -> float:
+    def busy_cpu_s() -> dict[tuple[int, float], float]:
         return stack_cpu_s(list(pids))
 
     report(f"idle stack for {min(phase_s, 10):g}s")
     c0, t0 = busy_cpu_s(), time.monotonic()
     time.sleep(min(phase_s, 10))
-    idle = (busy_cpu_s() - c0) / (time.monotonic() - t0)
+    idle = cpu_used_s(c0, busy_cpu_s()) / (time.monotonic() - t0)
     phases = []
     for route in ROUTES:
         for c in levels:
             report(f"{route} at concurrency {c} for {phase_s:g}s")
             c0, t0 = busy_cpu_s(), time.monotonic()
             phase = asyncio.run(_drive(host, route, c, phase_s, seed))
-            phase.busy_cores = (busy_cpu_s() - c0) / (time.monotonic() - t0)
+            phase.busy_cores = cpu_used_s(c0, busy_cpu_s()) / (time.monotonic() - t0)
             phases.append(phase)
             time.sleep(2)  # let the phase's last requests and metrics settle apart from the next
     for k in BURSTS:  # batches of known size at the RAG chain's first batched stage
