@@ -435,18 +435,6 @@ def test_a_short_hybrid_search_verifies_on_the_real_stack_and_its_best_config_de
         deploy.wait_running(stack.dashboard, ["rag", "router", "lora"], 300, headers=stack.headers())
 
 
-def test_a_real_backend_study_runs_its_trials_on_the_stack(stack, tmp_path):
-    out = tmp_path / "opt"
-    r = tuner("optimize", "--backend", "real", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path),
-              "--target", "p99<10s", "--out", str(out), *OPTIMIZE[:-1], "1")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    import pandas as pd
-
-    rows = pd.read_csv(out / "trials.csv")
-    assert list(rows.backend) == ["real"] and rows.feasible.all()
-    assert (out / "real" / "trial-0000" / "steady" / "result.json").is_file()
-
-
 def test_up_twice_reports_the_running_stack(stack):
     pids = stack.recorded_pids()
     r = tuner("stack", "up", "--config", str(stack.config_path), "--state-dir", str(stack.state_dir), *stack.port_args())
