@@ -27,6 +27,7 @@ from tuner.target import parse_target
 
 CONFIG = yaml.safe_load(open("target_app/serve_config.yaml"))
 LORA = (Path("scenarios/steady.py"), ("--rate", "8", "--mix", "lora=1"))
+KEY = "serve.MultiLoRAModel.num_replicas"
 SPACE = Space.model_validate({"serve": {"MultiLoRAModel": {"num_replicas": {"type": "int", "low": 1, "high": 4}}}})
 
 
@@ -70,6 +71,21 @@ def test_baselines_are_the_starting_config_and_rays_defaults_clipped_into_the_ra
     assert b["Ray defaults"]["serve.QueryRewriter.max_ongoing_requests"] == 5
     assert b["Ray defaults"]["serve.VectorSearch.max_ongoing_requests"] == 5
     assert b["Ray defaults"]["serve.Reranker.upscale_delay_s"] == 30.0
+
+
+def test_pareto_mode_minimises_cost_and_p99_and_reports_the_feasible_front(tmp_path):
+    study = run_study(backend("p99<60s"), SPACE, CONFIG, trials=8, storage=f"sqlite:///{tmp_path}/s.db", name="t",
+                      seed=1, pareto=True)
+    assert len(study.directions) == 2
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(t.values[1] == pytest.approx(t.user_attrs["p99_ms"]) for t in done)
+    front = pareto_front(study)
+    assert front and best_trial(study).number == front[0].number
+    for t in front:  # nothing feasible is cheaper and faster
+        assert not any(o.values[0] < t.values[0] and o.values[1] < t.values[1] for o in done if o.user_attrs["feasible"])
+    # here cost rises and p99 falls with every replica: each replica count is on the front
+    counts = {t.user_attrs["values"][KEY] for t in front}
+    assert counts == {t.user_attrs["values"][KEY] for t in done}
 
 
 def test_baselines_with_the_same_values_share_one_trial_and_a_named_config_is_one(tmp_path):

@@ -387,7 +387,7 @@ def optimize(
                                        report=progress)
         common = dict(seed=seed, sampler=sampler, pareto=pareto, named_baselines=named)
         if backend == "hybrid":
-            settings = HybridSettings(sim_trials=trials, max_real=max_real, repeat=real_repeat, noise_floor=noise_floor,
+            settings = HybridSettings(sim_trials=trials, patience=patience, max_real=max_real, repeat=real_repeat, noise_floor=noise_floor,
                                       real_baselines=real_baselines)
             sim_backend = SimBackend(sim_spec, [(p, a) for p, a, _ in scenarios])
             outcome = Hybrid(sim_backend, real_backend, space, serve_config, tgt, storage=store, settings=settings,

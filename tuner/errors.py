@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 
 class TunerError(Exception):
     """Base: `exit_code` is what the CLI exits with."""
@@ -19,6 +23,17 @@ class StackError(TunerError):
     """A part of the stack could not be started or reached."""
 
     exit_code = 3
+
+
+def read_yaml(path: Path, option: str):
+    """A YAML file the user named with `option` (None when empty); a missing file or bad
+    YAML is a UsageError naming the option, the path and, for YAML, the first problem."""
+    if not path.is_file():
+        raise UsageError(f"{option}: {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UsageError(f"{option} {path}: not YAML: {str(e).splitlines()[0]}") from None
 
 
 def first_problem(e) -> str:

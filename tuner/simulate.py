@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from loadgen.summary import summarize
 from tuner.cost import Prices, Resources, deployment_resources, step_integral, trial_cost, with_node_prices
-from tuner.errors import UsageError, first_problem
+from tuner.errors import UsageError, first_problem, read_yaml
 from tuner.result import (ClauseVerdict, ConfigInfo, DeploymentResult, ScenarioInfo, SimInfo, TargetResult, TrialResult,
                           Window, route_from_summary, verdict_status, write_result)
 from tuner.sim.calibration import Calibration
@@ -61,12 +61,7 @@ def load_cluster(layer: str, path: Path | None = None, llm_hpa: bool = False) ->
         raise UsageError(f"--cluster: {layer!r} is not one of {', '.join(LAYERS)}")
     data = yaml.safe_load(CLUSTERS.read_text())
     if path is not None:
-        if not path.is_file():
-            raise UsageError(f"--cluster-file: {path} does not exist")
-        try:
-            given = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"--cluster-file {path}: not YAML: {str(e).splitlines()[0]}") from None
+        given = read_yaml(path, "--cluster-file") or {}
         if not isinstance(given, dict):
             raise UsageError(f"--cluster-file {path}: must map layer names to settings")
         data |= given

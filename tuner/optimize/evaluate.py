@@ -12,8 +12,8 @@ import pandas as pd
 
 from tuner.optimize.space import apply_cluster
 from tuner.result import TrialResult
-from tuner.target import Clause
 from tuner.simulate import SimSpec, scenario_plan, sim_trial
+from tuner.target import Clause
 from tuner.trial import Reporter, Silent, TrialSpec, run_repeated
 
 

@@ -39,6 +39,7 @@ class HybridSettings:
     """How much of each backend the search may use."""
 
     sim_trials: int = 60  # new simulated trials per round
+    patience: int | None = None  # end a round after this many simulated trials without a better one
     candidates: int = 1  # verified per round before a new round starts
     max_real: int = 4  # candidate verifications in all (baselines not counted)
     repeat: int = 2  # real runs per candidate
@@ -149,7 +150,8 @@ class Hybrid:
         return run_study(self.sim, self.space, self.serve_config, trials=study.user_attrs["seeded"] + self.settings.sim_trials,
                          storage=self.store, name=name, seed=self.seed + k, sampler=self.sampler,
                          pareto=self.pareto, named_baselines=self.named, factors=factors or None,
-                         time_budget_s=self._left(), resume=True, on_trial=self.on_trial)
+                         time_budget_s=self._left(), patience=self.settings.patience, resume=True,
+                         on_trial=self.on_trial)
 
     def _pick(self, rounds: list[optuna.Study]) -> Trial | None:
         """The cheapest simulated configuration of the latest round that meets the target under

@@ -28,10 +28,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tuner.errors import UsageError, first_problem
+from tuner.errors import UsageError, first_problem, read_yaml
 
 SPACES = Path(__file__).resolve().parents[1] / "data"
 AUTOSCALING = ("min_replicas", "max_replicas", "initial_replicas", "target_ongoing_requests", "upscale_delay_s",
@@ -121,12 +120,7 @@ class Space(BaseModel):
 def load_space(path: Path | None, serve_config: dict) -> Space:
     """A space file checked against the Serve config (UsageError naming the field)."""
     path = path or SPACES / "search_space.yaml"
-    if not path.is_file():
-        raise UsageError(f"--space: {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"--space {path}: not YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(path, "--space") or {}
     try:
         space = Space.model_validate(raw)
     except ValidationError as e:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from target_app.llm_server.profile import LatencyProfile
-from tuner.errors import UsageError, first_problem
+from tuner.errors import UsageError, first_problem, read_yaml
 from tuner.policies import Frozen
 
 CALIBRATIONS = Path(__file__).resolve().parents[1] / "data" / "calibration"
@@ -130,13 +130,9 @@ def load_calibration(name_or_path: str | Path | None = None) -> Calibration:
         if not path.is_file():
             shipped = ", ".join(sorted([p.stem for p in CALIBRATIONS.glob("*.yaml")] + ["gpu-h100"]))
             raise UsageError(f"--calibration: no calibration {name!r}; choose one of {shipped}, or a file")
-    if not path.is_file():
-        raise UsageError(f"--calibration: {path} does not exist")
+    raw = read_yaml(path, "--calibration")
     try:
-        raw = yaml.safe_load(path.read_text())
         return Calibration.model_validate(raw)
-    except yaml.YAMLError as e:
-        raise UsageError(f"--calibration {path}: not YAML: {str(e).splitlines()[0]}") from None
     except ValidationError as e:
         raise UsageError(f"--calibration {path}: {first_problem(e)}") from None
 
