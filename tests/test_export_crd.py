@@ -42,5 +42,5 @@ def test_violations_name_the_field():
     assert any("headGroupSpec" in p for p in found)
 
 
-def test_only_kuberay_kinds_are_checked():
-    assert "not a KubeRay resource" in problems({"apiVersion": "v1", "kind": "Service"})[0]
+def test_only_kinds_with_a_crd_here_are_checked():
+    assert "not a custom resource this checks" in problems({"apiVersion": "v1", "kind": "Service"})[0]

@@ -3,6 +3,7 @@ router timing; conservation and determinism on the shipped config."""
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 
@@ -227,3 +228,33 @@ def test_a_job_started_later_shares_only_from_then_on():
     # from 0.5: p gets half a core for its last 0.5 s of work, q the other half shared by b and
     # c (0.25 s each): all three are done at 1.5
     assert seen == pytest.approx({"a": 1.5, "b": 1.5, "c": 1.5})
+
+
+def test_a_request_waiting_for_hours_keeps_retrying_at_the_capped_backoff():
+    # With no replica ever free the router retries every MAX_BACKOFF_S, however long it waits
+    # (an uncapped exponent overflowed a float after about a thousand retries).
+    spec = DeploymentSpec(name="d", max_ongoing_requests=1)
+    e = Engine()
+    dep = SimDeployment(e, spec, 1, lambda n, rng: 4000.0, np.random.default_rng(0))
+    done: list[Request] = []
+    for i in range(2):
+        e.at(0.0, dep.submit, Request(i, 0.0, done.append))
+    e.run()
+    assert sorted(r.end for r in done) == pytest.approx([4000.0, 8000.0], abs=0.5)
+
+
+def test_replicas_that_never_fit_leave_requests_timed_out_not_a_run_without_end():
+    # 9 CPUs of minimum replicas on at most two 4-CPU pods: some never start, and requests
+    # routed to them wait until the run's end (they used to retry for ever).
+    spec = ClusterSpec(layer="ray-autoscaler", head={"CPU": 0}, ray_autoscaler=RayAutoscalerConfig(
+        groups=(WorkerGroup(name="w", resources={"CPU": 4}, min_workers=0, max_workers=1),), loop_s=5, pod_start_s=5))
+    p = plan(4000, 20.0, paths=("/v1/completions",))
+    cal = calibration(MultiLoRAModel={"service_ms": ((1, 80.0),), "concurrency": 1, "start_s": 2.0})
+    cfg = copy.deepcopy(CONFIG)
+    for app in cfg["applications"]:
+        for dep in app["deployments"]:
+            if dep["name"] == "MultiLoRAModel":
+                dep["ray_actor_options"] = {"num_cpus": 8}
+    out = simulate(cfg, p, cal, spec, duration_s=20, warmup_s=0, drain_s=5, request_timeout_s=30)
+    lora = out.records[out.records["route"] == "/v1/completions"]
+    assert len(lora) > 0 and (lora["error"] == "timeout").all()

@@ -483,6 +483,75 @@ def _print_optimize(summary: dict) -> None:
         console.print("no configuration met the target within the budget")
 
 
+@app.command("export")
+def export(
+    out: Path = typer.Option(..., "--out", help="folder for the manifests (files of the same names are replaced)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a Serve config file to export"),
+    study: Optional[Path] = typer.Option(None, "--study", help="a `tuner optimize --out` folder: its best configuration"),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="ray-autoscaler or hpa: what sizes the worker pods "
+                                          "(default: the study's layer, else ray-autoscaler)"),
+    cluster_file: Optional[Path] = typer.Option(None, "--cluster-file", help="cluster layers overriding tuner/data/cluster.yaml"),
+    fmt: list[str] = typer.Option(["all"], "--format", help="serve, rayservice, hpa, monitoring, grafana or all (repeatable)"),
+    target: Optional[str] = typer.Option(None, "--target", help="the target the alerts and dashboard watch (default: the study's)"),
+    name: str = typer.Option("target-app", "--name", help="the RayService's name"),
+    namespace: str = typer.Option("ray-serve", "--namespace", help="Kubernetes namespace"),
+    image: Optional[str] = typer.Option(None, "--image", help="the image with Ray and target_app (k8s/Dockerfile builds it)"),
+    kubernetes_version: str = typer.Option("1.35", "--kubernetes-version", help="the Kubernetes version checked against"),
+    llm_url: Optional[str] = typer.Option(None, "--llm-url", help="an existing OpenAI-compatible endpoint (then no vLLM is exported)"),
+    llm_model: str = typer.Option("meta-llama/Llama-3.1-8B-Instruct", "--llm-model", help="the model the exported vLLM loads"),
+    milvus_uri: Optional[str] = typer.Option(None, "--milvus-uri", help="Milvus (default: the namespace's milvus Service)"),
+    redis_address: Optional[str] = typer.Option(None, "--redis-address", help="Redis for GCS fault tolerance (host:port)"),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="price table for the dashboard's cost panel"),
+    check: bool = typer.Option(False, "--check", help="validate the files offline (schemas, promtool, round trip)"),
+) -> None:
+    """Write Kubernetes manifests (KubeRay RayService, HPA, monitoring, NetworkPolicy, Grafana)
+    for a Serve config or a study's best configuration.
+
+    Exit 0 written (and with --check, every check passed), 1 a check failed, 2 usage error.
+    With --check and no --config/--study, checks the files already in --out."""
+    from pydantic import ValidationError
+
+    from tuner import cost
+    from tuner.export import bundle, check as checks, inputs
+    from tuner.export.settings import ExportSettings
+
+    if config and study:
+        raise UsageError("--config and --study: give one of them")
+    formats = bundle.FORMATS if "all" in fmt else tuple(dict.fromkeys(fmt))
+    unknown = [f for f in formats if f not in bundle.FORMATS]
+    if unknown:
+        raise UsageError(f"--format: {unknown[0]!r} is not one of {', '.join(bundle.FORMATS)}, all")
+    given = {"name": name, "namespace": namespace, "image": image, "kubernetes_version": kubernetes_version,
+             "llm_url": llm_url, "llm_model": llm_model, "milvus_uri": milvus_uri, "redis_address": redis_address}
+    try:
+        settings = ExportSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        field = str(e.errors()[0]["loc"][0])
+        raise UsageError(f"--{field.replace('_', '-')}: {first_problem(e).split(': ', 1)[-1]}") from None
+    if not config and not study:
+        if not check:
+            raise UsageError("give --config FILE or --study DIR (or --check alone to check the files in --out)")
+        problems = checks.check_folder(out, settings.kubernetes_version)
+        _print_checks(problems, out)
+        raise typer.Exit(1 if problems else 0)
+    tuned = (inputs.from_config(config, cluster, cluster_file, target) if config
+             else inputs.from_study(study, cluster, cluster_file, target))
+    files = bundle.build(tuned, settings, formats, cost.load_prices(prices))
+    bundle.write(out, files)
+    console.print(f"wrote {', '.join(files)} to {out}/ (cluster layer {tuned.cluster.layer})")
+    if check:
+        problems = checks.check_folder(out, settings.kubernetes_version) + checks.round_trip(out, tuned, settings)
+        _print_checks(problems, out)
+        raise typer.Exit(1 if problems else 0)
+
+
+def _print_checks(problems: list[str], out: Path) -> None:
+    for p in problems:
+        console.print(f"[red]check failed:[/] {escape(p)}", highlight=False, soft_wrap=True)
+    if not problems:
+        console.print(f"checks passed: {out}/ (CRD schemas, Kubernetes OpenAPI, ServeDeploySchema, promtool, round trip)")
+
+
 @app.command("profile")
 def profile(
     out: Path = typer.Option(Path("calib"), "--out", help="folder for calibration.yaml and the raw phases"),

@@ -34,7 +34,26 @@ def load_serve_config(path: Path) -> dict:
         ServeDeploySchema.model_validate(raw)
     except ValidationError as e:
         raise UsageError(f"serve config {path}: {first_problem(e)}") from e
+    _check_autoscaling(raw, path)
     return raw
+
+
+def _check_autoscaling(raw: dict, path: Path) -> None:
+    """ServeDeploySchema keeps autoscaling_config a plain dict that Serve checks only when it
+    deploys; check each with Serve's AutoscalingConfig now (bounds, delays, factors)."""
+    from pydantic import ValidationError
+    from ray.serve.config import AutoscalingConfig
+
+    for app in raw.get("applications") or []:
+        for dep in app.get("deployments") or []:
+            auto = dep.get("autoscaling_config")
+            if isinstance(auto, dict):
+                try:
+                    AutoscalingConfig.model_validate(auto)
+                except ValidationError as e:
+                    where = f"{deployment_key(app_name(app), dep.get('name'))}.autoscaling_config"
+                    problem = first_problem(e).rstrip("!")
+                    raise UsageError(f"serve config {path}: {where}: {problem}") from e
 
 
 def http_endpoint(serve_config: dict) -> tuple[str, int]:

@@ -64,6 +64,11 @@ def http_ok_requests(window: str, route: str | None = None) -> str:
     return f"sum(increase(ray_serve_num_http_requests_total{{{_ok(route)}}}[{window}]))"
 
 
+def http_ok_rate(window: str, route: str | None = None) -> str:
+    """Successful answers (2xx/3xx) per second over `window`, all user routes or one."""
+    return f"sum(rate(ray_serve_num_http_requests_total{{{_ok(route)}}}[{window}]))"
+
+
 def http_error_ratio(window: str, route: str | None = None) -> str:
     """Fraction of answers in `window` that failed (status not 2xx/3xx), all user routes or one."""
     total = f"sum(increase(ray_serve_num_http_requests_total{{{_routes(route)}}}[{window}]))"
@@ -150,6 +155,14 @@ def queued_requests_by_deployment() -> str:
     """Requests waiting in the callers' routers for a replica of each deployment now."""
     return _per_deployment("ray_serve_deployment_queued_queries")
 
+
+
+def replica_cost_per_hour(replica_prices: dict[tuple[str, str], float]) -> str:
+    """What the running replicas cost per hour: each (application, deployment)'s healthy
+    replicas times its price per replica-hour (tuner.cost's resources x price table)."""
+    terms = [f"{price:g} * (sum(ray_serve_deployment_replica_healthy{{application=\"{app}\",deployment=\"{dep}\"}}) "
+             f"or vector(0))" for (app, dep), price in sorted(replica_prices.items()) if price > 0]
+    return " + ".join(terms) or "vector(0)"
 
 # ---- the LLM backend (vLLM's metric names; the emulator exports the same)
 

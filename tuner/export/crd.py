@@ -13,8 +13,14 @@ import jsonschema
 import yaml
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "k8s" / "schemas"
-KUBERAY = {"RayService": SCHEMAS / "kuberay" / "ray.io_rayservices.yaml",
-           "RayCluster": SCHEMAS / "kuberay" / "ray.io_rayclusters.yaml"}
+# (API group, kind) -> its CRD, copied in with licence and source (see each folder's SOURCE.md).
+CRDS = {("ray.io", "RayService"): SCHEMAS / "kuberay" / "ray.io_rayservices.yaml",
+        ("ray.io", "RayCluster"): SCHEMAS / "kuberay" / "ray.io_rayclusters.yaml",
+        ("monitoring.coreos.com", "PodMonitor"): SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_podmonitors.yaml",
+        ("monitoring.coreos.com", "ServiceMonitor"):
+            SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_servicemonitors.yaml",
+        ("monitoring.coreos.com", "PrometheusRule"):
+            SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"}
 
 
 @lru_cache(maxsize=None)
@@ -27,11 +33,21 @@ def crd_schema(path: Path, version: str) -> dict:
     raise KeyError(f"{path.name} has no version {version!r}")
 
 
+def is_custom(doc: dict) -> bool:
+    """Whether `doc` is a custom resource whose CRD is here."""
+    return (str(doc.get("apiVersion", "")).split("/", 1)[0], doc.get("kind")) in CRDS
+
+
 def problems(doc: dict) -> list[str]:
-    """Every schema violation of a KubeRay resource, as `path: message` lines (empty when valid)."""
-    kind, api = doc.get("kind"), doc.get("apiVersion", "")
-    if kind not in KUBERAY or not api.startswith("ray.io/"):
-        return [f"kind {kind!r} ({api!r}) is not a KubeRay resource this checks ({', '.join(KUBERAY)})"]
-    schema = crd_schema(KUBERAY[kind], api.split("/", 1)[1])
+    """Every schema violation of a custom resource, as `path: message` lines (empty when valid)."""
+    kind, api = doc.get("kind"), str(doc.get("apiVersion", ""))
+    group, _, version = api.partition("/")
+    if (group, kind) not in CRDS:
+        known = ", ".join(f"{k} ({g})" for g, k in CRDS)
+        return [f"kind {kind!r} ({api!r}) is not a custom resource this checks ({known})"]
+    try:
+        schema = crd_schema(CRDS[(group, kind)], version)
+    except KeyError as e:
+        return [str(e.args[0])]
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
     return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors]

@@ -276,8 +276,9 @@ class SimApp:
         self._spend(replica, t, replica.finish, batch)
 
     # -- running -----------------------------------------------------------------------
-    def run(self) -> None:
-        self.engine.run()
+    def run(self, until: float = math.inf) -> None:
+        """Process events up to `until` (a request no replica ever takes retries for ever)."""
+        self.engine.run(until)
 
     def timelines(self) -> dict[str, list[tuple[float, int]]]:
         """Running replicas per deployment key."""

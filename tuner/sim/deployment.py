@@ -23,6 +23,7 @@ what it sent.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import OrderedDict, deque
 from typing import Callable
@@ -37,6 +38,7 @@ ServiceTime = Callable[[int, np.random.Generator], float]
 Work = Callable[["Replica", list["Request"]], None]
 
 BACKOFF_S, MAX_BACKOFF_S = 0.025, 0.5  # RAY_SERVE_ROUTER_RETRY_INITIAL/MAX_BACKOFF_S
+MAX_ATTEMPT_EXPONENT = math.ceil(math.log2(MAX_BACKOFF_S / BACKOFF_S))
 MAX_ROUTING_TASKS = 50
 MODEL_MATCH_TIMEOUT_S = 1.5  # mean of Serve's Uniform(1.0, 2.0) s matching timeout
 
@@ -264,7 +266,8 @@ class SimDeployment:
             replica = self._pick(self.queue[0])
             if replica is None:
                 delay = min(BACKOFF_S * 2 ** attempt, MAX_BACKOFF_S)
-                self.engine.after(delay, self._retry, attempt + 1)
+                # The delay is capped from here on; a growing exponent would overflow a float.
+                self.engine.after(delay, self._retry, min(attempt + 1, MAX_ATTEMPT_EXPONENT))
                 return
             replica.accept(self.queue.popleft())
             attempt = 0

@@ -72,8 +72,9 @@ def simulate(serve_config: dict, plan: pd.DataFrame, cal: Calibration, cluster: 
     reqs = _requests(load, 0.0, 0)
     for cr in warm_reqs + reqs:
         app.send(cr)
-    app.run()
     timeout = min(request_timeout_s, app.http_timeout_s)
+    # Far enough for every request's verdict: one not answered by then has exceeded its timeout.
+    app.run(end + timeout)
     rows = []
     for k, cr in enumerate(reqs):
         latency = cr.end - cr.t

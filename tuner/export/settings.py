@@ -1,0 +1,89 @@
+"""The deployment-site settings of `tuner export` (names, images, endpoints, pod shapes): not
+tuned, so they come from options, validated here with errors that name the option."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+GIB = 2**30
+
+
+def project_version() -> str:
+    """This project's version as installed (the default image tag)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rayserve-tuner")
+    except PackageNotFoundError:
+        return "dev"
+
+
+class PodShape(BaseModel):
+    """What one pod of a group asks Kubernetes for, and so offers Ray."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpus: float = Field(gt=0, le=1024)
+    memory_gib: float = Field(gt=0, le=4096)
+    gpus: int = Field(0, ge=0, le=16)
+
+
+class ExportSettings(BaseModel):
+    """Where and how the manifests deploy. Endpoints left unset point at in-cluster Services of
+    the namespace: the exported vLLM, a Milvus and a Redis the user runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field("target-app", max_length=40, description="RayService name (KubeRay appends suffixes)")
+    namespace: str = Field("ray-serve", max_length=63)
+    image: str = Field(default_factory=lambda: f"rayserve-tuner/target-app:{project_version()}")
+    kubernetes_version: str = Field("1.35", pattern=r"^1\.[0-9]{2}$")
+    llm_url: str | None = None
+    llm_deployment: str = Field("vllm", max_length=63)
+    llm_image: str = "vllm/vllm-openai:v0.11.0"
+    llm_model: str = "meta-llama/Llama-3.1-8B-Instruct"
+    milvus_uri: str | None = None
+    redis_address: str | None = None
+    redis_secret: str = Field("redis-password", max_length=253)
+    head: PodShape = PodShape(cpus=2, memory_gib=8)
+    # GPU deployments go to a group of these when the cluster layer has no GPU group.
+    gpu_pod: PodShape = PodShape(cpus=8, memory_gib=32, gpus=1)
+
+    @field_validator("name", "namespace", "llm_deployment", "redis_secret")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a DNS-1123 label (lower-case letters, digits and '-')")
+        return v
+
+    @field_validator("image", "llm_image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not _IMAGE.match(v):
+            raise ValueError(f"{v!r} is not an image reference")
+        return v
+
+    def service(self, name: str, port: int) -> str:
+        """An in-cluster Service's address in this namespace."""
+        return f"{name}.{self.namespace}.svc.cluster.local:{port}"
+
+    @property
+    def llm_endpoint(self) -> str:
+        return self.llm_url or f"http://{self.service(self.llm_deployment, 8000)}/v1"
+
+    @property
+    def milvus_endpoint(self) -> str:
+        return self.milvus_uri or f"http://{self.service('milvus', 19530)}"
+
+    @property
+    def redis(self) -> str:
+        return self.redis_address or self.service("redis", 6379)
+
+    @property
+    def exports_llm(self) -> bool:
+        """The vLLM Deployment (and its HPA) are exported unless an existing endpoint is given."""
+        return self.llm_url is None
