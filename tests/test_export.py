@@ -67,13 +67,15 @@ def test_the_rayservice_runs_the_tuned_applications_with_the_layer_that_sizes_it
     rc = rs["spec"]["rayClusterConfig"]
     head = rc["headGroupSpec"]
     assert head["serviceType"] == "ClusterIP" and head["rayStartParams"]["num-cpus"] == "0"
-    assert head["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/-/healthz"
+    assert "readinessProbe" not in head["template"]["spec"]["containers"][0]  # KubeRay's own probes
     assert rc["gcsFaultToleranceOptions"]["redisAddress"] == "redis.ray-serve.svc.cluster.local:6379"
     assert rs["spec"]["serviceUnhealthySecondThreshold"] > 0 and rs["spec"]["deploymentUnhealthySecondThreshold"] > 0
     if tuned.cluster.layer == "ray-autoscaler":
         assert rc["enableInTreeAutoscaling"] is True
         assert rc["autoscalerOptions"] == {"upscalingMode": "Default", "idleTimeoutSeconds": 60}
         (group,) = rc["workerGroupSpecs"]
+        assert group["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/-/healthz",
+                                                                                         "port": 8000}
         # 6 CPUs of replicas at the lower bounds, 13 at the upper, on 4-CPU pods.
         assert (group["minReplicas"], group["maxReplicas"]) == (2, 4)
         assert rest == []
@@ -284,6 +286,13 @@ def test_export_all_is_byte_identical_when_repeated_and_passes_check(tmp_path):
         assert p.read_bytes() == (tmp_path / "b" / p.name).read_bytes(), p.name
     alone = tuner("export", "--check", "--out", str(tmp_path / "a"))
     assert alone.returncode == 0 and "checks passed" in alone.stdout
+    hpa = tmp_path / "a" / "hpa.yaml"
+    hpa.write_text(hpa.read_text().replace("maxReplicas:", "maxReplica:"))
+    failed = tuner("export", "--check", "--out", str(tmp_path / "a"))
+    assert failed.returncode == 1
+    assert "check failed: hpa.yaml: HorizontalPodAutoscaler/vllm:" in failed.stdout and "maxReplica" in failed.stdout
+    missing = tuner("export", "--check", "--out", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
 
 
 def test_one_format_writes_only_its_files(tmp_path):

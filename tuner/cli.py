@@ -120,6 +120,7 @@ def run(
     settle_timeout: float = typer.Option(300.0, "--settle-timeout", min=10, help="seconds to wait for deploy and replicas"),
     stack_up: bool = typer.Option(False, "--stack-up", help="start the stack first if it is not running"),
     force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """One trial: deploy the config, drive the scenario, read Prometheus, judge the target.
@@ -152,6 +153,8 @@ def run(
     finally:
         console.print(f"results in {out}/ (result.json)")
     print_result(result, console)
+    if not no_report:
+        _write_report(out)
     raise typer.Exit(result.exit_code)
 
 
@@ -310,6 +313,7 @@ def optimize(
     prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
     settle_timeout: float = typer.Option(300.0, "--settle-timeout", min=10, help="real: seconds to wait for deploy and replicas"),
     stack_up: bool = typer.Option(False, "--stack-up", help="real, hybrid: start the stack first if it is not running"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Search Serve's settings for the cheapest configuration that meets the target.
@@ -420,6 +424,8 @@ def optimize(
     _print_optimize(summary)
     files = "best_serve_config.yaml, " if summary["best"] else ""
     console.print(f"results in {out}/ ({files}trials.csv, summary.json, the study)")
+    if not no_report:
+        _write_report(out)
     raise typer.Exit(0 if summary["best"] else 1)
 
 
@@ -483,6 +489,117 @@ def _print_optimize(summary: dict) -> None:
         console.print("no configuration met the target within the budget")
 
 
+@app.command("report")
+def report(
+    folder: Path = typer.Argument(..., help="a trial, study, validation or bench folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the HTML file (default: FOLDER/report.html)"),
+) -> None:
+    """One self-contained HTML page with the plots for a trial (`tuner run`/`tuner sim`), a
+    study (`tuner optimize`), a validation (`tuner validate`) or a nightly bench (`tuner bench`)."""
+    from tuner.report.build import write_report
+
+    path = write_report(folder, out)
+    console.print(f"report: {path}")
+
+
+def _write_report(folder: Path) -> None:
+    """The command's report beside its results; a failure to draw one is said, not fatal."""
+    from tuner.report.build import write_report
+
+    try:
+        console.print(f"report: {write_report(folder)}")
+    except Exception as e:  # noqa: BLE001 - the results are written; the page is a convenience
+        console.print(f"[yellow]no report written:[/] {escape(type(e).__name__ + ': ' + str(e))}", soft_wrap=True)
+
+
+@app.command("bench")
+def bench(
+    out: Path = typer.Option(..., "--out", help="folder for this night's trials, bench.json and report.html"),
+    suite: str = typer.Option("nightly", "--suite", help="a suite in tuner/data/suites/, or a .yaml path"),
+    backend: str = typer.Option("sim", "--backend", help="sim, real or both"),
+    history_dir: Path = typer.Option(Path("reports/history"), "--history", help="folder of the history (nightly.csv)"),
+    recent: int = typer.Option(3, "--recent", min=1, max=30, help="nights a new regression is looked for in"),
+    min_change: float = typer.Option(0.05, "--min-change", min=0, max=10, help="smallest relative change called a regression"),
+    analyze_only: bool = typer.Option(False, "--analyze-only", help="run nothing: analyse the history as it is"),
+    calibration: str = typer.Option("local", "--calibration", help="sim: local, gpu-h100, or a file from `tuner profile`"),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
+    stack_up: bool = typer.Option(False, "--stack-up", help="real: start the stack first if it is not running"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
+    state_dir: Path = STATE_DIR,
+) -> None:
+    """Run the nightly suite, append its figures to the history, and flag regressions with a
+    change-point detector over each metric's history.
+
+    Exit 0 no regression, 1 a regression (metric, size, commits), 2 usage error, 3 a case
+    could not be measured."""
+    import json
+    import time
+    from datetime import datetime, timezone
+
+    from tuner import bench as b
+    from tuner import cost, history
+    from tuner.changepoint import DEFAULT_DETECTOR
+    from tuner.errors import StackError
+
+    backends = {"sim": ("sim",), "real": ("real",), "both": ("sim", "real")}.get(backend)
+    if backends is None:
+        raise UsageError(f"--backend: {backend!r} is not one of sim, real, both")
+    the_suite = b.load_suite(suite)
+    hist = history.read_history(history_dir)
+    started = time.monotonic()
+    rows, runs = [], []
+    night = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    commit, machine = b.commit_id(), b.machine_name()
+    if not analyze_only:
+        b.check_cases(the_suite, backends)
+        stack = None
+        if "real" in backends:
+            stack = _stack(state_dir)
+            if not stack.running():
+                if not stack_up:
+                    raise StackError(f"--backend {backend} needs the stack: none is running from {state_dir}; "
+                                     "run `tuner stack up` or pass --stack-up")
+                from tuner.stack import Stack
+
+                stack = Stack(_stack_config(state_dir))
+                stack.up(log=console.print)
+        from tuner.run_view import PhaseProgress
+        from tuner.sim.calibration import load_calibration
+
+        out.mkdir(parents=True, exist_ok=True)
+        with PhaseProgress(console) as progress:
+            def show(run):
+                m = b.metrics(run.result)
+                progress.print(f"{run.backend}/{run.case.name}: {run.result.status}, p99 {m['p99_ms'] or float('nan'):.0f} ms, "
+                               f"{m['cost_per_hour'] or float('nan'):.4f}/h")
+
+            runs = b.run_suite(the_suite, backends, out, stack=stack, prices=cost.load_prices(prices),
+                               calibration=load_calibration(calibration), report=progress, on_case=show)
+        rows = b.night_rows(runs, night, commit, machine, the_suite.name)
+        hist = history.append(history_dir, rows)
+    found, _ = history.analyse(hist[hist["suite"] == the_suite.name], recent=recent, min_change=min_change)
+    found = [r for r in found if r.machine == machine or analyze_only]
+    summary = {"suite": the_suite.name, "night": night, "commit": commit, "machine": machine,
+               "history": str(history_dir), "detector": DEFAULT_DETECTOR, "recent": recent, "min_change": min_change,
+               "wall_s": time.monotonic() - started, "rows": rows,
+               "cases": {f"{r.backend}/{r.case.name}": {"status": r.result.status, "folder": str(r.folder)} for r in runs},
+               "regressions": history.as_dicts(found)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".bench.json.tmp").write_text(json.dumps(summary, indent=1, default=str))
+    (out / ".bench.json.tmp").replace(out / "bench.json")
+    if not no_report:
+        _write_report(out)
+    for r in found:
+        console.print(f"[red]regression:[/] {escape(r.line())}", highlight=False, soft_wrap=True)
+    unmeasured = [k for k, v in summary["cases"].items() if v["status"] == "unmeasured"]
+    console.print(f"{len(rows)} figures appended to {history.history_file(history_dir)} "
+                  f"(nights: {hist['night'].nunique()}); regressions: {len(found)}; {time.monotonic() - started:.0f} s")
+    if unmeasured:
+        console.print(f"[red]could not measure:[/] {', '.join(unmeasured)}")
+        raise typer.Exit(3)
+    raise typer.Exit(1 if found else 0)
+
+
 @app.command("export")
 def export(
     out: Path = typer.Option(..., "--out", help="folder for the manifests (files of the same names are replaced)"),
@@ -531,8 +648,10 @@ def export(
     if not config and not study:
         if not check:
             raise UsageError("give --config FILE or --study DIR (or --check alone to check the files in --out)")
+        if not out.is_dir():
+            raise UsageError(f"--out {out}: no such folder to check")
         problems = checks.check_folder(out, settings.kubernetes_version)
-        _print_checks(problems, out)
+        _print_checks(problems, out, round_trip=False)
         raise typer.Exit(1 if problems else 0)
     tuned = (inputs.from_config(config, cluster, cluster_file, target) if config
              else inputs.from_study(study, cluster, cluster_file, target))
@@ -541,15 +660,16 @@ def export(
     console.print(f"wrote {', '.join(files)} to {out}/ (cluster layer {tuned.cluster.layer})")
     if check:
         problems = checks.check_folder(out, settings.kubernetes_version) + checks.round_trip(out, tuned, settings)
-        _print_checks(problems, out)
+        _print_checks(problems, out, round_trip=True)
         raise typer.Exit(1 if problems else 0)
 
 
-def _print_checks(problems: list[str], out: Path) -> None:
+def _print_checks(problems: list[str], out: Path, round_trip: bool) -> None:
     for p in problems:
         console.print(f"[red]check failed:[/] {escape(p)}", highlight=False, soft_wrap=True)
     if not problems:
-        console.print(f"checks passed: {out}/ (CRD schemas, Kubernetes OpenAPI, ServeDeploySchema, promtool, round trip)")
+        ran = "CRD schemas, Kubernetes OpenAPI, ServeDeploySchema, promtool" + (", round trip" if round_trip else "")
+        console.print(f"checks passed: {out}/ ({ran})")
 
 
 @app.command("profile")

@@ -285,7 +285,10 @@ def _collect_server(stack, spec: TrialSpec, prom: Prometheus, result: TrialResul
     # Serve flushes every 0.1 s, Ray exports every report interval, Prometheus scrapes: wait for all three.
     flush = cfg.ray_metrics_report_ms / 1000 + 2 * cfg.scrape_interval_s + 1
     at = max(w.drained or w.end, w.end) + flush
-    time.sleep(max(0.0, at - time.time()))
+    # A scrape stamps its samples with its start but stores them when it ends (at most one
+    # scrape timeout later): read `at` only once every scrape begun before it is stored, or a
+    # later read of the same instant could see a sample this one did not.
+    time.sleep(max(0.0, at + cfg.scrape_interval_s + 0.5 - time.time()))
     w.collected_at = at
     rate_window = f"{max(5, int(4 * cfg.scrape_interval_s + cfg.ray_metrics_report_ms / 1000))}s"
     server = collect(prom, spec.target, w.start, w.end, at, cfg.scrape_interval_s, rate_window,

@@ -1,0 +1,137 @@
+"""`tuner report`: each kind of folder becomes one self-contained page that a real headless
+browser (Debian's chromium) opens with no console errors, every plot present and drawn; a
+screenshot of each lands in the test's folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuner import history
+from tuner.errors import UsageError
+from tuner.report.build import kind_of, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def tuner(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def browse(html: Path, shot: Path) -> tuple[str, list[str]]:
+    """The DOM after the page loaded, and the console's error lines, from headless chromium;
+    and a screenshot of the page."""
+    assert CHROMIUM, "chromium is required (apt-get install -y chromium)"
+    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--allow-file-access-from-files"]
+    r = subprocess.run([*common, "--enable-logging=stderr", "--v=0", "--dump-dom", html.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    console = [line for line in r.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    subprocess.run([*common, "--window-size=1200,2400", f"--screenshot={shot}", html.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+    return r.stdout, console
+
+
+def plots(dom: str) -> dict[str, str]:
+    """Each figure's id and its inline SVG."""
+    return dict(re.findall(r'<figure class="plot" data-plot="([^"]+)">(.*?)</figure>', dom, flags=re.S))
+
+
+def assert_drawn(dom: str, expected: set[str]) -> None:
+    found = plots(dom)
+    assert expected <= set(found), f"missing plots: {expected - set(found)}"
+    for pid, body in found.items():
+        assert "<svg" in body, pid
+        # Data are drawn as paths (lines, markers, bars) beyond the axes' own few.
+        assert body.count("<path") + body.count("<use") > 12, f"plot {pid} looks empty"
+
+
+@pytest.fixture(scope="module")
+def sim_trial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "trial"
+    r = tuner("sim", "--scenario", "burst", "--duration", "40", "--warmup", "5", "--target", "p99<300ms",
+              "--cluster", "ray-autoscaler", "--out", str(out))
+    assert r.returncode in (0, 1), r.stderr
+    return out
+
+
+def test_a_trial_report_opens_with_every_plot_drawn(sim_trial, tmp_path):
+    path = write_report(sim_trial)
+    dom, console = browse(path, tmp_path / "trial.png")
+    assert console == []
+    assert_drawn(dom, {"latency", "load", "replicas", "nodes", "distribution"})
+    assert "p99&lt;300ms" in dom and "Verdict" in dom
+    page = path.read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page  # nothing to fetch
+
+
+def test_a_study_report_shows_the_search(tmp_path):
+    out = tmp_path / "study"
+    r = tuner("optimize", "--backend", "sim", "--target", "p99<3s", "--trials", "8", "--duration", "20", "--warmup", "0",
+              "--scenario", "steady", "--out", str(out))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert (out / "report.html").is_file() and "report:" in r.stdout  # written by default
+    dom, console = browse(out / "report.html", tmp_path / "study.png")
+    assert console == []
+    assert_drawn(dom, {"best-cost", "pareto", "importance", "against-baselines"})
+    assert "Ray defaults" in dom
+
+
+def test_a_validation_report_overlays_real_and_simulated(sim_trial, tmp_path):
+    from tuner.result import load_result
+    from tuner.validate import compare
+
+    folder = tmp_path / "validation"
+    # A stand-in "real" run: the same simulated trial (the page only reads the two folders).
+    for name in ("real", "sim"):
+        shutil.copytree(sim_trial, folder / name)
+    res = load_result(folder / "sim" / "result.json")
+    (folder / "validation.json").write_text(json.dumps(compare(res, res)))
+    assert kind_of(folder) == "validation"
+    dom, console = browse(write_report(folder), tmp_path / "validation.png")
+    assert console == []
+    assert_drawn(dom, {"replicas-overlay", "latency-overlay"})
+    assert "Errors of the simulator" in dom
+
+
+def test_a_bench_report_shows_each_history_with_its_change_points(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in range(15):
+        for case in ("steady", "burst"):
+            for metric, base in (("p99_ms", 900.0), ("cost_per_hour", 0.5)):
+                v = base * (1 + 0.02 * rng.standard_normal()) * (1.3 if case == "burst" and metric == "p99_ms" and n >= 13 else 1)
+                rows.append({"night": f"2026-11-{n + 1:02d}T02:00:00Z", "commit": f"c{n}", "machine": "m", "suite": "nightly",
+                             "backend": "sim", "case": case, "metric": metric, "value": v, "status": "met"})
+    hist = tmp_path / "history"
+    history.append(hist, rows)
+    r = tuner("bench", "--analyze-only", "--history", str(hist), "--out", str(tmp_path / "night"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    dom, console = browse(tmp_path / "night" / "report.html", tmp_path / "bench.png")
+    assert console == []
+    assert_drawn(dom, {"history-sim-steady", "history-sim-burst"})
+    assert "1 regression" in dom and "p99_ms" in dom
+
+
+def test_a_folder_with_nothing_to_report_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="holds no result.json"):
+        kind_of(tmp_path)
+    r = tuner("report", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_trial_report_command_writes_beside_the_results(sim_trial):
+    r = tuner("report", str(sim_trial), "--out", str(sim_trial / "custom.html"))
+    assert r.returncode == 0 and (sim_trial / "custom.html").stat().st_size > 20_000
+    page = (sim_trial / "custom.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count('class="plot"') >= 5

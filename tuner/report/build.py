@@ -1,0 +1,345 @@
+"""`tuner report DIR`: one self-contained HTML page (reports/templates/, plots inline as SVG)
+for whatever DIR holds: a trial (`tuner run`/`tuner sim`), a study (`tuner optimize`), a
+validation (`tuner validate`) or a nightly bench (`tuner bench`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from tuner.errors import UsageError
+from tuner.report import figures as F
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "reports" / "templates"
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = _fmt
+    return env
+
+
+def kind_of(folder: Path) -> str:
+    """What `folder` holds: trial, study, validation or bench."""
+    if (folder / "bench.json").is_file():
+        return "bench"
+    if (folder / "validation.json").is_file():
+        return "validation"
+    if (folder / "summary.json").is_file() and (folder / "trials.csv").is_file():
+        return "study"
+    if (folder / "result.json").is_file():
+        return "trial"
+    raise UsageError(f"{folder}: holds no result.json, summary.json, validation.json or bench.json to report on")
+
+
+def _figure(fid: str, title: str, fig, caption: str = "") -> dict:
+    return {"id": fid, "title": title, "svg": F.svg(fig), "caption": caption}
+
+
+def _section(sid: str, heading: str, *, text: str = "", tables=(), figures=()) -> dict:
+    return {"id": sid, "heading": heading, "text": text, "tables": list(tables), "figures": list(figures)}
+
+
+def _verdict(status: str) -> dict:
+    return {"text": status, "css": {"met": "good", "missed": "bad", "no regression": "good"}.get(status, "bad"
+                                                                                               if "regress" in status or status == "unmeasured" else "neutral")}
+
+
+# ---- a trial
+
+
+def _records(folder: Path, result) -> pd.DataFrame | None:
+    from loadgen.records import with_derived
+
+    rel = result.files.get("records")
+    path = folder / rel if rel else folder / "records.parquet"
+    return with_derived(pd.read_parquet(path)) if path.is_file() else None
+
+
+def _series(folder: Path, result, t0: float) -> pd.DataFrame | None:
+    rel = result.files.get("series")
+    path = folder / rel if rel else None
+    if path is None or not path.is_file():
+        return None
+    s = pd.read_parquet(path)
+    s["t"] = s["t"] - t0
+    s["label"] = [", ".join(str(v) for v in json.loads(x).values()) or q for x, q in zip(s["labels"], s["query"])]
+    return s
+
+
+def _failure_kind(df: pd.DataFrame) -> pd.Series:
+    kind = pd.Series("error", index=df.index)
+    kind[df["error"].astype(str).str.contains("timeout", na=False)] = "timeout"
+    kind[df["unfinished"]] = "unfinished"
+    kind[df["dropped"]] = "dropped"
+    return kind
+
+
+def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
+    """The sections of one trial: verdict, latency, load, replicas, queues, errors, distribution,
+    generator health."""
+    from loadgen.summary import ok_mask
+
+    t0 = result.window.start if result.window else 0.0
+    bounds = [c.clause.threshold for c in result.target.clauses if c.clause.metric == "latency"]
+    verdicts = {"headers": ["clause", "client", "server", "margin", "passed"],
+                "rows": [[c.clause.text, c.clause.display(c.client), c.clause.display(c.server),
+                          f"{c.margin:+.1%}" if c.margin is not None else None, c.passed] for c in result.target.clauses]}
+    routes = {"headers": ["route", "arrivals", "ok", "errors", "dropped", "unfinished", "p50 ms", "p99 ms", "throughput rps"],
+              "rows": [[name, r.arrivals, r.ok, r.errors, r.dropped, r.unfinished, r.latency_ms.p50, r.latency_ms.p99,
+                        r.throughput_rps] for name, r in ({"all": result.overall} | result.routes).items() if r]}
+    sections = [_section(f"{prefix}verdict", "Verdict", tables=[verdicts, routes],
+                         text="; ".join(result.reasons))]
+    df = _records(folder, result)
+    figs = []
+    if df is not None and len(df):
+        ok = ok_mask(df)
+        t = (df["scheduled"] - t0).to_numpy(dtype=float)
+        figs.append(_figure(f"{prefix}latency", "Latency percentiles over time, against the target",
+                            F.latency_over_time(t[ok], df.loc[ok, "latency_ms"].to_numpy(dtype=float), bounds),
+                            "client latency from the scheduled send, per 5 s of send time"))
+        figs.append(_figure(f"{prefix}load", "Offered load and throughput",
+                            F.load_over_time(t, (df.loc[ok, "end"] - t0).to_numpy(dtype=float))))
+    replicas = {k: [(float(a), float(b)) for a, b in v] for k, v in result.replicas.items()}
+    if replicas:
+        figs.append(_figure(f"{prefix}replicas", "Replicas per deployment", F.timelines(replicas, "running replicas")))
+    if result.nodes:
+        nodes = {k: [(float(a), float(b)) for a, b in v] for k, v in result.nodes.items()}
+        figs.append(_figure(f"{prefix}nodes", "Cluster layer: pods per group", F.timelines(nodes, "pods")))
+    series = _series(folder, result, t0)
+    if series is not None:
+        for query, title in (("ongoing_requests", "Ongoing requests per deployment"),
+                             ("queued_requests", "Queued requests per deployment")):
+            part = series[series["query"] == query]
+            if len(part) and part["value"].abs().sum() > 0:
+                figs.append(_figure(f"{prefix}{query}", title, F.labelled_series(part, "requests")))
+    if df is not None and len(df):
+        failed = df[~ok_mask(df)]
+        if len(failed):
+            figs.append(_figure(f"{prefix}errors", "Errors and drops over time",
+                                F.errors_over_time((failed["scheduled"] - t0).to_numpy(dtype=float), _failure_kind(failed))))
+        figs.append(_figure(f"{prefix}distribution", "Latency distribution",
+                            F.latency_distribution(df.loc[ok_mask(df), "latency_ms"].to_numpy(dtype=float), bounds)))
+    sections.append(_section(f"{prefix}timelines", "Over the load window", figures=figs,
+                             text="" if df is not None else "no request records in this folder"))
+    if result.generator is not None:
+        g = result.generator
+        rows = [["saturated", g.saturated], ["reasons", "; ".join(g.reasons) or "-"], ["CPU %", g.cpu_pct]]
+        rows += [[k, v] for k, v in g.limits.items()]
+        sections.append(_section(f"{prefix}generator", "Load generator health",
+                                 tables=[{"headers": ["figure", "value"], "rows": rows}]))
+    return sections
+
+
+def trial_page(folder: Path) -> dict:
+    from tuner.result import load_result
+
+    result = load_result(folder / "result.json")
+    meta = [("backend", result.backend), ("scenario", f"{result.scenario.name} {' '.join(result.scenario.options)}".strip()),
+            ("duration", f"{result.scenario.duration_s:g} s after {result.scenario.warmup_s:g} s of warm-up"),
+            ("config", result.config.path or result.config.hash[:12]),
+            ("cost", f"{result.cost.cost_per_hour:.4f} {result.cost.currency}/h" if result.cost else "-")]
+    if result.repeat:
+        meta.append(("repeats", f"{result.repeat.count} (tables and timelines: {result.repeat.chosen})"))
+    return {"title": f"Trial: {result.scenario.name} against {result.target.text}", "subtitle": str(folder),
+            "verdict": _verdict(result.status), "meta": meta, "sections": trial_sections(folder, result)}
+
+
+# ---- a study
+
+
+def _importances(folder: Path, summary: dict) -> dict[str, float]:
+    import optuna
+
+    url = summary.get("storage") or f"sqlite:///{(folder / 'study.db').resolve()}"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = optuna.storages.RDBStorage(url)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        name = "tuner" if "tuner" in names else max((n for n in names if n.startswith("sim-")), default=None)
+        if name is None:
+            return {}
+        study = optuna.load_study(study_name=name, storage=storage)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) < 4 or len(study.directions) != 1:
+            return {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's note that low values are what is sought: they are
+            return optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+    except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
+        return {}
+
+
+def study_page(folder: Path) -> dict:
+    from tuner.target import parse_target
+
+    summary = json.loads((folder / "summary.json").read_text())
+    trials = pd.read_csv(folder / "trials.csv")
+    bounds = [c.threshold for c in parse_target(summary["target"]).clauses if c.metric == "latency"]
+    done = trials[trials["state"] == "COMPLETE"].reset_index(drop=True)
+    figs = []
+    if len(done):
+        numbers = np.arange(len(done))
+        feasible = done["feasible"].astype(str).str.lower().eq("true").to_numpy()
+        cost = done["cost_per_hour"].to_numpy(dtype=float)
+        figs.append(_figure("best-cost", "Best cost against trials", F.best_so_far(numbers, cost, feasible),
+                            "every evaluated trial in order (all rounds and backends)"))
+        front = [(p["cost_per_hour"], p["p99_ms"]) for p in summary.get("pareto") or []]
+        figs.append(_figure("pareto", "Cost against p99" + (" and the Pareto front" if front else ""),
+                            F.cost_against_p99(cost, done["p99_ms"].to_numpy(dtype=float), feasible, front, bounds)))
+    imp = _importances(folder, summary)
+    if imp:
+        figs.append(_figure("importance", "Parameter importances (Optuna's default evaluator, on cost)",
+                            F.bars(list(imp), list(imp.values()), "importance for cost")))
+    best = summary.get("best")
+    rows = [[label, b["backend"], b["cost_per_hour"], b["p99_ms"], b["feasible"],
+             f"{best['savings'][label]['saving']:+.1%}" if best and best["savings"].get(label, {}).get("saving") is not None
+             else None] for label, b in (summary.get("baselines") or {}).items()]
+    if best:
+        rows.insert(0, ["best", best["backend"], best["cost_per_hour"], best["p99_ms"], best["feasible"], None])
+        labels = [r[0] for r in rows]
+        figs.append(_figure("against-baselines", "Best configuration against the baselines",
+                            F.compared(labels, {"cost per hour": [r[2] for r in rows]}, "cost per hour")))
+    verified = (summary.get("hybrid") or {}).get("verified") or []
+    pairs = [(v["sim_p99_ms"], v["p99_ms"], v.get("label") or f"#{v['trial']}") for v in verified
+             if v.get("sim_p99_ms") is not None and v.get("p99_ms") is not None]
+    if pairs:
+        s, r, lab = zip(*pairs)
+        figs.append(_figure("real-vs-sim", "Verified candidates: real against simulated p99",
+                            F.real_against_sim(list(s), list(r), list(lab))))
+    meta = [("target", summary["target"]), ("backend", summary.get("backend")), ("scenarios", ", ".join(summary.get("scenarios", []))),
+            ("trials", ", ".join(f"{k}: {v}" for k, v in (summary.get("trials") or {}).items()))]
+    tables = [{"caption": "Best and baselines", "headers": ["", "backend", "cost per hour", "p99 ms", "met", "best saves"],
+               "rows": rows}]
+    if best:
+        tables.append({"caption": "Best values", "headers": ["parameter", "value"],
+                       "rows": [[k, v] for k, v in sorted(best["values"].items())]})
+    if verified:
+        tables.append({"caption": "Verified on the real stack",
+                       "headers": ["trial", "label", "cost/h", "sim cost/h", "p99 ms", "sim p99 ms", "margin", "passed"],
+                       "rows": [[v["trial"], v.get("label"), v["cost_per_hour"], v.get("sim_cost_per_hour"), v.get("p99_ms"),
+                                 v.get("sim_p99_ms"), v.get("margin"), v.get("passed")] for v in verified]})
+    return {"title": f"Study: the cheapest configuration for {summary['target']}", "subtitle": str(folder),
+            "verdict": _verdict("met" if best else "missed"), "meta": meta,
+            "sections": [_section("result", "Result", tables=tables), _section("search", "The search", figures=figs)]}
+
+
+# ---- a validation
+
+
+def validation_page(folder: Path) -> dict:
+    from tuner.result import load_result
+
+    cmp = json.loads((folder / "validation.json").read_text())
+    runs = {name: load_result(folder / name / "result.json") for name in ("real", "sim")
+            if (folder / name / "result.json").is_file()}
+    real, sim = runs.get("real"), runs.get("sim")
+    figs = []
+    if real and sim and real.replicas:
+        figs.append(_figure("replicas-overlay", "Replicas: real (solid) and simulated (dashed)",
+                            F.timelines(real.replicas, "running replicas", overlay=sim.replicas)))
+    frames = {}
+    for name, res in runs.items():
+        df = _records(folder / name, res)
+        if df is not None and len(df):
+            t0 = res.window.start if res.window else 0.0
+            frames[name] = ((df["scheduled"] - t0).to_numpy(dtype=float), df["latency_ms"].to_numpy(dtype=float))
+    if frames:
+        figs.append(_figure("latency-overlay", "p99 over time: real and simulated", F.p99_overlay(frames)))
+    latency = [[r["route"], r["metric"], r["real"], r["sim"], r["error"], r["goal"], r["met"]] for r in cmp.get("latency", [])]
+    replicas = [[r["deployment"], r["real_mean"], r["sim_mean"], r["mae"], r["goal"], r["met"]] for r in cmp.get("replicas", [])]
+    scenario = (real or sim).scenario.name if runs else folder.name
+    return {"title": f"Validation: {scenario}, real against simulated", "subtitle": str(folder),
+            "verdict": _verdict("met" if cmp.get("all_met") else "missed"),
+            "meta": [("simulated seconds per wall second", cmp.get("sim_speedup"))],
+            "sections": [_section("errors", "Errors of the simulator (relative to the real value)", tables=[
+                {"caption": "Latency, throughput, errors", "headers": ["route", "figure", "real", "simulated", "error",
+                                                                       "goal", "met"], "rows": latency},
+                {"caption": "Replicas (mean absolute error over the load window)",
+                 "headers": ["deployment", "real mean", "simulated mean", "MAE", "goal", "met"], "rows": replicas}]),
+                         _section("timelines", "Timelines", figures=figs,
+                                  text="" if real else "the real trial is not in this folder (validated with --real)")]}
+
+
+# ---- a nightly bench
+
+
+def bench_page(folder: Path) -> dict:
+    from tuner import history
+
+    night = json.loads((folder / "bench.json").read_text())
+    hist = history.read_history(Path(night["history"]))
+    regressions = night.get("regressions") or []
+    _, points = history.analyse(hist)
+    flagged = {(r["machine"], r["suite"], r["backend"], r["case"], r["metric"]): r["first_bad_night"] for r in regressions}
+    figs = []
+    for (machine, suite, backend, case), g in hist.groupby(["machine", "suite", "backend", "case"], sort=True):
+        nights = sorted(g["night"].unique())
+        panels = {}
+        for metric, m in g.groupby("metric", sort=True):
+            m = m.set_index("night")["value"].reindex(nights)
+            key = (machine, suite, backend, case, metric)
+            bad = flagged.get(key)
+            panels[metric] = (m.to_numpy(dtype=float), [p.index for p in points.get(key, [])],
+                              nights.index(bad) if bad in nights else None)
+        figs.append(_figure(f"history-{backend}-{case}", f"{backend} / {case} ({machine})", F.history(nights, panels),
+                            "each metric night by night; dashed lines are change points, red where flagged as a regression"))
+    rows = [[r["backend"], r["case"], r["metric"], r["before"], r["after"], f"{r['change']:+.1%}", r["first_bad_night"],
+             f"{r['commits'][0]}..{r['commits'][1]}"] for r in regressions]
+    this = [[r["backend"], r["case"], r["metric"], r["value"], r["status"]] for r in night.get("rows", [])]
+    status = f"{len(regressions)} regression{'s' * (len(regressions) != 1)}" if regressions else "no regression"
+    return {"title": f"Nightly bench: {night['suite']}", "subtitle": f"{night['night']} · commit {night['commit']} · {night['machine']}",
+            "verdict": _verdict(status),
+            "meta": [("history", f"{night['history']} ({hist['night'].nunique()} nights)"), ("detector", night.get("detector", "-")),
+                     ("wall time", f"{night.get('wall_s', 0):.0f} s")],
+            "sections": [_section("regressions", "Regressions among the newest nights",
+                                  text="none" if not rows else "",
+                                  tables=[{"headers": ["backend", "case", "metric", "before", "after", "change", "first bad night",
+                                                       "commits"], "rows": rows}] if rows else []),
+                         _section("history", "History", figures=figs),
+                         _section("tonight", "This night's figures",
+                                  text="" if this else "none: the history was analysed as it was (--analyze-only)",
+                                  tables=[{"headers": ["backend", "case", "metric", "value", "status"], "rows": this}]
+                                  if this else [])]}
+
+
+PAGES = {"trial": trial_page, "study": study_page, "validation": validation_page, "bench": bench_page}
+
+
+def render(folder: Path) -> str:
+    """The HTML report of `folder`."""
+    from tuner.export.settings import project_version
+
+    page = PAGES[kind_of(folder)](folder)
+    return _env().get_template("report.html.j2").render(version=project_version(), source=str(folder), **page)
+
+
+def write_report(folder: Path, out: Path | None = None) -> Path:
+    """Render `folder`'s report to `out` (default DIR/report.html), atomically."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    out = out or folder / "report.html"
+    html = render(folder)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html)
+    os.replace(tmp, out)
+    return out
