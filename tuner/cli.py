@@ -580,7 +580,7 @@ def bench(
     found, _ = history.analyse(hist[hist["suite"] == the_suite.name], recent=recent, min_change=min_change)
     found = [r for r in found if r.machine == machine or analyze_only]
     summary = {"suite": the_suite.name, "night": night, "commit": commit, "machine": machine,
-               "history": str(history_dir), "detector": DEFAULT_DETECTOR, "recent": recent, "min_change": min_change,
+               "history": str(history_dir.resolve()), "detector": DEFAULT_DETECTOR, "recent": recent, "min_change": min_change,
                "wall_s": time.monotonic() - started, "rows": rows,
                "cases": {f"{r.backend}/{r.case.name}": {"status": r.result.status, "folder": str(r.folder)} for r in runs},
                "regressions": history.as_dicts(found)}

@@ -5,10 +5,9 @@ metric's series (tuner.changepoint) flags the changes for the worse among the ne
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tuner.bench import METRICS
@@ -18,6 +17,7 @@ from tuner.errors import UsageError
 COLUMNS = ["night", "commit", "machine", "suite", "backend", "case", "metric", "value", "status"]
 SERIES = ["machine", "suite", "backend", "case", "metric"]
 FILE = "nightly.csv"
+SHOWN = 90
 
 
 def history_file(folder: Path) -> Path:
@@ -87,7 +87,10 @@ def analyse(history: pd.DataFrame, recent: int = 3, min_change: float = 0.05) ->
     found, points = [], {}
     for key, g in series(history).items():
         values = g["value"].to_numpy(dtype=float)
-        points[key] = change_points(values) if np.isfinite(values).sum() >= 2 else []
+        # The report marks change points over the last SHOWN nights: E-divisive is quadratic in
+        # the history's length, and a year of nights would cost seconds per metric.
+        start = max(0, len(values) - SHOWN)
+        points[key] = [replace(p, index=p.index + start) for p in change_points(values[start:])]
         higher_is_worse = METRICS.get(key[-1], ("", True))[1]
         cp: ChangePoint | None = regression(values, higher_is_worse, recent=recent, min_change=min_change)
         if cp is None:

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 
@@ -414,6 +415,8 @@ def test_a_short_hybrid_search_verifies_on_the_real_stack_and_its_best_config_de
               "--max-real", "1", "--real-repeat", "1", "--sim-baselines", "--out", str(out), *OPTIMIZE)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "a candidate passed on the real stack" in r.stdout
+    page = (out / "report.html").read_text()  # written by default, with the verified candidate
+    assert 'data-plot="real-vs-sim"' in page and 'data-plot="best-cost"' in page
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best"]["backend"] == "real" and summary["hybrid"]["real_candidates"] == 1
     assert summary["trials"]["real"] == 1 and summary["trials"]["sim"] == 6
@@ -433,6 +436,25 @@ def test_a_short_hybrid_search_verifies_on_the_real_stack_and_its_best_config_de
     finally:
         deploy.deploy(stack.dashboard, stack.config, headers=stack.headers())
         deploy.wait_running(stack.dashboard, ["rag", "router", "lora"], 300, headers=stack.headers())
+
+
+def test_a_real_bench_night_records_the_median_of_its_repeats_and_its_report(stack, tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "e2e", "real": {
+        "duration_s": 8, "warmup_s": 2, "repeat": 2,
+        "cases": [{"name": "steady", "scenario": "steady", "args": ["--rate", "2"], "config": str(stack.config_path),
+                   "target": "p99<10s"}]}}))
+    out, hist = tmp_path / "night", tmp_path / "history"
+    r = tuner("bench", "--state-dir", str(stack.state_dir), "--suite", str(suite), "--backend", "real", "--out", str(out),
+              "--history", str(hist))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = pd.read_csv(hist / "nightly.csv")
+    assert set(rows["backend"]) == {"real"} and len(rows) == 5 and rows["value"].notna().all()
+    result = json.loads((out / "real" / "steady" / "result.json").read_text())
+    assert result["repeat"]["count"] == 2
+    p99 = rows.loc[rows["metric"] == "p99_ms", "value"].item()
+    assert p99 == pytest.approx(result["repeat"]["spread"]["client p99"]["median"])
+    assert (out / "report.html").stat().st_size > 10_000
 
 
 def test_up_twice_reports_the_running_stack(stack):
