@@ -135,3 +135,13 @@ def test_the_trial_report_command_writes_beside_the_results(sim_trial):
     assert r.returncode == 0 and (sim_trial / "custom.html").stat().st_size > 20_000
     page = (sim_trial / "custom.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and page.count('class="plot"') >= 5
+
+
+def test_the_browser_check_sees_console_errors_and_empty_plots(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><body><figure class="plot" data-plot="x"><svg></svg></figure>'
+                    '<script>undefinedFn();</script></body></html>')
+    dom, console = browse(page, tmp_path / "broken.png")
+    assert any("undefinedFn is not defined" in line for line in console)
+    with pytest.raises(AssertionError, match="plot x looks empty"):
+        assert_drawn(dom, {"x"})
