@@ -181,8 +181,8 @@ class Generator:
         """Read the body; for an SSE stream, note token times (TTFT, ITL) and the token count."""
         if not sse:
             body = resp.content or b""
-            return len(body), {}
-        n, token_times, done = 0, [], False
+            return len(body), {"degraded": b'"degraded":true' in body.replace(b" ", b"")}
+        n, token_times, done, degraded = 0, [], False, False
         # One SSE event per read, as it arrives (a sized read would wait for the whole buffer).
         while event := resp._response.readline(b"\n\n"):
             now = time.time()
@@ -192,7 +192,9 @@ class Generator:
                 done = True
             elif b'"delta"' in data or b'"choices"' in data:
                 token_times.append(now)
-        out = {"output_tokens": len(token_times), "incomplete": not done}
+            elif b'"degraded"' in data:
+                degraded = True
+        out = {"output_tokens": len(token_times), "incomplete": not done, "degraded": degraded}
         if token_times:
             out["first_token"] = token_times[0]
             out["itl_ms"] = list(np.diff(token_times) * 1000)
@@ -340,6 +342,9 @@ def _test_start(environment, **_kw):
     state.collector = Collector(environment, len(clients))
     epoch = time.time() + LEAD_S
     state.collector.epoch = epoch
+    # Published at once, so a harness can act at times of the load window (faults, tuner/inject.py).
+    state.collector.dir.mkdir(parents=True, exist_ok=True)
+    (state.collector.dir / "epoch").write_text(f"{epoch!r}\n")
     for index, client in enumerate(clients):
         runner.send_message(PLAN, {"epoch": epoch, "index": index, "count": len(clients),
                                    "seconds": traffic_seconds(opts), "adapters": adapters}, client_id=client)

@@ -32,8 +32,10 @@ SCHEMA = pa.schema([
     ("generator", pa.string()),
     ("dropped", pa.bool_()),
     ("unfinished", pa.bool_()),
+    ("degraded", pa.bool_()),  # answered, but marked degraded by the app (e.g. /rag without its LLM)
 ])
 FIELDS = SCHEMA.names
+FLAGS = ("dropped", "unfinished", "degraded")
 
 
 class RecordBuffer:
@@ -48,7 +50,7 @@ class RecordBuffer:
     def add(self, **row) -> None:
         """Append one record; missing fields are null (flags default to False)."""
         for name, col in self._cols.items():
-            col.append(row.get(name, False if name in ("dropped", "unfinished") else None))
+            col.append(row.get(name, False if name in FLAGS else None))
 
     def take(self) -> pa.RecordBatch:
         """The buffered rows as a batch; the buffer is empty afterwards."""

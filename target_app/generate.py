@@ -1,16 +1,23 @@
 """LLMGenerator: answers from the reranked passages through an OpenAI-compatible endpoint.
 
 Uses the async OpenAI client, so a slow LLM never blocks the replica's event loop (the
-blocking client inside an async method is the seed article's pitfall).
+blocking client inside an async method is the seed article's pitfall). A circuit breaker
+(target_app/breaker.py, settings in `user_config.breaker`) stops calling a backend that keeps
+failing: the answer then comes back at once marked `degraded`, and the caller answers
+without it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from typing import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+
+from target_app.breaker import BreakerConfig, BreakerOpen, CircuitBreaker
 
 
 class GeneratorConfig(BaseModel):
@@ -27,6 +34,7 @@ class GeneratorConfig(BaseModel):
     max_tokens: int = Field(32, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     timeout_s: float = Field(30.0, gt=0, le=600)
+    breaker: BreakerConfig = BreakerConfig()
 
 
 def build_prompt(query: str, passages: list[dict], history: str | None = None) -> list[dict]:
@@ -52,34 +60,55 @@ class LLMGenerator:
 
         cfg = GeneratorConfig.model_validate(user_config or {})
         self._client = AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout_s, max_retries=0)
+        self.breaker = CircuitBreaker(cfg.breaker, time.monotonic)
         self.config = cfg
+
+    def _request(self, query: str, passages: list[dict], history: str | None, max_tokens: int | None, **extra):
+        return self._client.chat.completions.create(
+            model=self.config.model, messages=build_prompt(query, passages, history),
+            max_tokens=max_tokens or self.config.max_tokens, temperature=self.config.temperature, **extra)
 
     async def __call__(self, query: str, passages: list[dict], history: str | None = None,
                        max_tokens: int | None = None) -> dict:
-        """The whole answer: {'text', 'prompt_tokens', 'completion_tokens'}."""
-        resp = await self._client.chat.completions.create(
-            model=self.config.model,
-            messages=build_prompt(query, passages, history),
-            max_tokens=max_tokens or self.config.max_tokens,
-            temperature=self.config.temperature,
-        )
+        """The whole answer: {'text', 'prompt_tokens', 'completion_tokens', 'degraded'}; with the
+        backend failing or the breaker open, `text` is None and `degraded` says why."""
+        from openai import APIError
+
+        if not self.breaker.allow():
+            return {"text": None, "prompt_tokens": None, "completion_tokens": None, "degraded": "circuit open"}
+        try:
+            resp = await self._request(query, passages, history, max_tokens)
+        except APIError as e:
+            self.breaker.record(False)
+            return {"text": None, "prompt_tokens": None, "completion_tokens": None,
+                    "degraded": f"LLM backend: {type(e).__name__}"}
+        except asyncio.CancelledError:  # the caller's budget ran out: the backend was too slow
+            self.breaker.record(False)
+            raise
+        self.breaker.record(True)
         usage = resp.usage
         return {
             "text": resp.choices[0].message.content or "",
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
+            "degraded": None,
         }
 
     async def stream(self, query: str, passages: list[dict], history: str | None = None,
                      max_tokens: int | None = None) -> AsyncIterator[str]:
-        """The answer as text deltas, as the endpoint streams them."""
-        stream = await self._client.chat.completions.create(
-            model=self.config.model,
-            messages=build_prompt(query, passages, history),
-            max_tokens=max_tokens or self.config.max_tokens,
-            temperature=self.config.temperature,
-            stream=True,
-        )
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                yield chunk.choices[0].delta.content
+        """The answer as text deltas, as the endpoint streams them (BreakerOpen when open)."""
+        from openai import APIError
+
+        if not self.breaker.allow():
+            raise BreakerOpen("circuit open")
+        healthy = True  # a client that goes away mid-stream says nothing of the backend
+        try:
+            stream = await self._request(query, passages, history, max_tokens, stream=True)
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except (APIError, asyncio.CancelledError):
+            healthy = False
+            raise
+        finally:
+            self.breaker.record(healthy)

@@ -2,9 +2,14 @@
 
 POST /rag {"query", "top_k"?, "stream"?} runs rewrite -> search (top_k, default 20) ->
 rerank (top 5) -> generate over deployment handles, and answers {"answer", "sources", ...}.
+
+When the LLM backend fails, its circuit breaker is open, or generation runs past
+`generate_budget_s`, the answer is the retrieved sources with `"degraded": true` and the reason
+(the seed's checklist: degrade instead of hanging); a stream then ends with a `degraded` event.
 """
 
 
+import asyncio
 import json
 import time
 
@@ -34,6 +39,16 @@ class RAGConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     search_top_k: int = Field(20, ge=1, le=100)
+    generate_budget_s: float = Field(15.0, gt=0, le=600, description="answer without the LLM after this long")
+
+
+async def _next(stream) -> tuple[bool, object]:
+    """The stream's next item as (True, item), or (False, None) at its end (a task cannot
+    raise StopAsyncIteration through asyncio.wait_for)."""
+    try:
+        return True, await stream.__anext__()
+    except StopAsyncIteration:
+        return False, None
 
 
 def _ms(since: float) -> float:
@@ -73,18 +88,36 @@ class RAGService:
         if req.stream:
             return StreamingResponse(self._stream(query, top, sources, req), media_type="text/event-stream")
         t = time.perf_counter()
-        answer = await self.generator.remote(query, top, req.history, req.max_tokens)
+        response = self.generator.remote(query, top, req.history, req.max_tokens)
+        try:
+            answer = await asyncio.wait_for(response, self.config.generate_budget_s)
+        except asyncio.TimeoutError:
+            response.cancel()
+            answer = {"text": None, "prompt_tokens": None, "completion_tokens": None,
+                      "degraded": f"generation over its {self.config.generate_budget_s:g} s budget"}
         stages["generate"] = _ms(t)
         return {
             "answer": answer["text"],
             "sources": sources,
             "scores": [p["rerank_score"] for p in top],
             "usage": {"prompt_tokens": answer["prompt_tokens"], "completion_tokens": answer["completion_tokens"]},
+            "degraded": answer.get("degraded") is not None,
+            "degraded_reason": answer.get("degraded"),
             "stages_ms": stages,
         }
 
     async def _stream(self, query: str, top: list[dict], sources: list[int], req: RAGRequest):
         yield f"data: {json.dumps({'sources': sources})}\n\n"
-        async for delta in self.generator.options(stream=True).stream.remote(query, top, req.history, req.max_tokens):
-            yield f"data: {json.dumps({'delta': delta})}\n\n"
+        deltas = self.generator.options(stream=True).stream.remote(query, top, req.history, req.max_tokens)
+        deadline = time.monotonic() + self.config.generate_budget_s
+        try:
+            while True:
+                more, delta = await asyncio.wait_for(_next(deltas), max(0.0, deadline - time.monotonic()))
+                if not more:
+                    break
+                yield f"data: {json.dumps({'delta': delta})}\n\n"
+        except Exception as e:  # noqa: BLE001 - any failure of the generation degrades the answer
+            deltas.cancel()
+            reason = "circuit open" if "circuit open" in str(e) else f"generation failed: {type(e).__name__}"
+            yield f"data: {json.dumps({'degraded': True, 'degraded_reason': reason})}\n\n"
         yield "data: [DONE]\n\n"

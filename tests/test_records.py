@@ -26,7 +26,7 @@ def buffer_of(rows) -> records.RecordBuffer:
 
 def full(row: dict) -> dict:
     """A row as it reads back: every field, nulls where missing, flags False by default."""
-    return {name: row.get(name, False if name in ("dropped", "unfinished") else None) for name in records.FIELDS}
+    return {name: row.get(name, False if name in records.FLAGS else None) for name in records.FIELDS}
 
 
 def test_take_empties_the_buffer():

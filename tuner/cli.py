@@ -121,6 +121,8 @@ def run(
     stack_up: bool = typer.Option(False, "--stack-up", help="start the stack first if it is not running"),
     force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
+    fault: list[str] = typer.Option([], "--fault", help="inject a fault, e.g. llm-outage@30s+20s or "
+                                    "kill-replica@20s:deployment=Reranker (repeatable; see tuner/faults.py)"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """One trial: deploy the config, drive the scenario, read Prometheus, judge the target.
@@ -131,7 +133,10 @@ def run(
     from tuner.run_view import PhaseProgress, print_result
     from tuner.target import parse_target
 
+    from tuner.faults import parse_fault
+
     tgt = parse_target(target)
+    faults = tuple(parse_fault(f, duration) for f in fault)
     serve_config = deploy.load_serve_config(config)
     price_table = cost.load_prices(prices)
     path = trial.scenario_path(scenario)
@@ -146,7 +151,7 @@ def run(
     spec = trial.TrialSpec(serve_config=serve_config, config_path=config, scenario=path,
                            scenario_args=tuple(ctx.args), target=tgt, duration_s=duration, out=out,
                            prices=price_table, warmup_s=warmup, seed=seed, settle_timeout_s=settle_timeout,
-                           scenario_info=info)
+                           scenario_info=info, faults=faults)
     try:
         with PhaseProgress(console) as progress:
             result = trial.run_repeated(stack, spec, repeat, progress)

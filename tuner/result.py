@@ -150,6 +150,21 @@ class SimInfo(BaseModel):
     speedup: float = Field(description="simulated seconds (warm-up, load, drain) per wall second")
 
 
+class FaultResult(BaseModel):
+    """A fault the trial injected (tuner/faults.py) and what it did to the requests."""
+
+    spec: str
+    kind: str
+    start_s: float = Field(description="planned, seconds into the load window")
+    duration_s: float | None = None
+    options: dict[str, str | float] = Field(default_factory=dict)
+    injected_s: float | None = Field(None, description="when it was injected, seconds into the load window")
+    done: str | None = Field(None, description="what was done")
+    error: str | None = Field(None, description="why it could not be injected")
+    effect: dict | None = Field(None, description="requests, failures, degraded answers and p99 before, during and "
+                                                  "after it; recovery_s from its end until no more failures")
+
+
 class TrialResult(BaseModel):
     """A trial: one configuration, one scenario, one verdict."""
 
@@ -177,6 +192,7 @@ class TrialResult(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, description="relative to this file")
     repeat: RepeatInfo | None = None
     simulation: SimInfo | None = None
+    faults: list[FaultResult] = Field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

@@ -97,6 +97,8 @@ def print_result(result: TrialResult, console: Console) -> None:
                       f"{c.replica_seconds:.0f} replica-seconds"
                       + (f"; paid as nodes: {', '.join(f'{k} {v:.0f} node-s' for k, v in c.node_seconds.items())}"
                          if c.node_cost is not None else ""))
+    if result.faults:
+        console.print(fault_table(result))
     if result.simulation:
         s = result.simulation
         console.print(f"simulated: calibration {s.calibration}, cluster {s.cluster}{' + LLM HPA' if s.llm_hpa else ''}, "
@@ -114,3 +116,28 @@ def print_result(result: TrialResult, console: Console) -> None:
         console.print(spread)
     for reason in result.reasons:
         console.print(f"note: {escape(reason)}", highlight=False)
+
+
+def fault_rows(result: TrialResult) -> list[list]:
+    """Per fault: its spec, when it was injected, what was done, and its effect (failed and
+    degraded requests and p99 before and during it, recovery time)."""
+    rows = []
+    for f in result.faults:
+        e = f.effect or {}
+        b, d = e.get("before", {}), e.get("during", {})
+        rows.append([f.spec, None if f.injected_s is None else round(f.injected_s, 1), f.error or f.done,
+                     f"{b.get('failed', '-')}/{b.get('requests', '-')}", f"{d.get('failed', '-')}/{d.get('requests', '-')}",
+                     d.get("degraded"), b.get("p99_ms"), d.get("p99_ms"), e.get("recovery_s")])
+    return rows
+
+
+FAULT_HEADERS = ["fault", "at s", "done", "failed before", "failed during", "degraded during", "p99 before ms",
+                 "p99 during ms", "recovered after s"]
+
+
+def fault_table(result: TrialResult) -> Table:
+    table = Table(*FAULT_HEADERS, title="faults injected (recovery: from the fault's end until no failure or "
+                                        "degraded answer)")
+    for row in fault_rows(result):
+        table.add_row(*[escape("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
+    return table

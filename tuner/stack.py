@@ -145,10 +145,7 @@ class Stack:
         shutil.rmtree(prom_dir / "data", ignore_errors=True)
         prom_dir.mkdir(exist_ok=True)
         (prom_dir / "prometheus.yml").write_text(render_prometheus_config(self.cfg))
-        self._add(state, spawn("prometheus", [
-            PROMETHEUS_BIN, f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={prom_dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{p.prometheus}", "--storage.tsdb.retention.time=7d", "--log.level=warn",
-        ], self.logs / "prometheus.log"))
+        self._add(state, spawn("prometheus", self._prometheus_argv(), self.logs / "prometheus.log"))
         self._add(state, spawn("milvus", [
             py, "-m", "milvus_lite", "server", "--data-dir", str(self.state_dir / "milvus"),
             "--host", "127.0.0.1", "--port", str(p.milvus),
@@ -192,6 +189,21 @@ class Stack:
                                 self.cfg.deploy_timeout_s, self.dashboard_headers())
             self._wait_http(f"{self.serve_url(serve_config)}/-/healthz", "serve")
             timings["app"] = round(time.perf_counter() - t0, 2)
+
+    def _prometheus_argv(self) -> list[str]:
+        prom_dir = self.state_dir / "prometheus"
+        return [PROMETHEUS_BIN, f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={prom_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.cfg.ports.prometheus}", "--storage.tsdb.retention.time=7d",
+                "--log.level=warn"]
+
+    def restart_prometheus(self) -> None:
+        """Stop Prometheus and start it again on the same data (a fault a trial injects)."""
+        state = self.read_state()
+        stop([r for r in self.records() if r.name == "prometheus"])
+        rec = spawn("prometheus", self._prometheus_argv(), self.logs / "prometheus.log")
+        state["processes"] = [d for d in state["processes"] if d["name"] != "prometheus"] + [rec.to_dict()]
+        self._write_state(state)
+        self._wait_http(f"{self.prometheus_url}/-/ready", "prometheus")
 
     def _wait_http(self, url: str, name: str, headers: dict | None = None) -> None:
         deadline = time.monotonic() + self.cfg.start_timeout_s

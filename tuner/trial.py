@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import yaml
 
 from loadgen import records as rec
@@ -29,9 +30,10 @@ from tuner import deploy
 from tuner.collect import collect
 from tuner.cost import Prices, deployment_resources, trial_cost
 from tuner.errors import StackError, UsageError
+from tuner.inject import Injector, epoch_in
 from tuner.names import app_name
 from tuner.prometheus import Prometheus
-from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
+from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, FaultResult, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
                           TargetResult, TrialResult, Window, combine_repeats, load_result, route_from_summary,
                           verdict_status, write_result)
 from tuner.target import Target, client_value, without_lag
@@ -73,6 +75,7 @@ class TrialSpec:
     seed: int = 0
     settle_timeout_s: float = 300.0
     scenario_info: dict = field(default_factory=dict)
+    faults: tuple = ()  # tuner.faults.Fault, injected during the load window
 
 
 def scenario_path(name_or_path: str) -> Path:
@@ -233,11 +236,32 @@ def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timi
             run_locust(spec, host, spec.warmup_s, spec.out / "warmup", log, extra, report)
         result.files["warmup"] = "warmup"
     with _phase("load", spec.duration_s, report, timings):
-        rc, run_dir = run_locust(spec, host, spec.duration_s, spec.out / "load", log, extra, report)
+        with Injector(stack, list(spec.faults), lambda: epoch_in(spec.out / "load")) as injector:
+            rc, run_dir = run_locust(spec, host, spec.duration_s, spec.out / "load", log, extra, report)
     records = _keep_client_side(result, spec.out, rc, run_dir, log)
+    result.faults = fault_results(spec.faults, injector.events, records, result.window)
     with _phase("collect", None, report, timings):
         server = _collect_server(stack, spec, prom, result)
     _judge(result, spec, records, server, rc)
+
+
+def fault_results(faults, events: list[dict], records, window) -> list[FaultResult]:
+    """Each fault as injected, with its effect on the requests sent around it."""
+    from loadgen.summary import ok_mask
+    from tuner.faults import effect
+
+    out = []
+    t = (records["scheduled"] - window.start).to_numpy(dtype=float)
+    failed = ~ok_mask(records).to_numpy()
+    degraded = records["degraded"].fillna(False).to_numpy(dtype=bool) if "degraded" in records else np.zeros(len(t), bool)
+    for f in faults:
+        ev = next((e for e in events if e["spec"] == f.spec), {})
+        at = ev["injected_at"] - window.start if ev.get("injected_at") else None
+        eff = (effect(t, failed, degraded, records["latency_ms"].to_numpy(dtype=float), at, at + (f.duration_s or 0.0),
+                      window.end - window.start) if at is not None and not ev.get("error") else None)
+        out.append(FaultResult(spec=f.spec, kind=f.kind, start_s=f.start_s, duration_s=f.duration_s, options=f.options,
+                               injected_s=at, done=ev.get("done"), error=ev.get("error"), effect=eff))
+    return out
 
 
 def _check(stack, spec: TrialSpec, prom: Prometheus) -> None:

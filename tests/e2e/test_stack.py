@@ -457,6 +457,79 @@ def test_a_real_bench_night_records_the_median_of_its_repeats_and_its_report(sta
     assert (out / "report.html").stat().st_size > 10_000
 
 
+def test_rag_degrades_when_the_llm_fails_and_recovers(stack):
+    """The LLM hangs: /rag answers within its budget with sources, marked degraded. It errors:
+    the breaker opens after `failures` calls and refuses at once. The fault clears: after the
+    cool-down a trial call closes the breaker and answers are whole again."""
+    import copy
+
+    llm = f"http://127.0.0.1:{stack.ports['llm']}/admin/fault"
+    cfg = copy.deepcopy(stack.config)
+    for app in cfg["applications"]:
+        for dep in app["deployments"]:
+            if dep["name"] == "RAGService":
+                dep["user_config"]["generate_budget_s"] = 2
+            if dep["name"] == "LLMGenerator":
+                dep["user_config"]["breaker"] = {"failures": 3, "cool_down_s": 3}
+    ask = {"query": "How long is the notice period for terminating an employment contract?"}
+    try:
+        deploy.deploy(stack.dashboard, cfg, headers=stack.headers())  # user_config only: in place
+        deploy.wait_running(stack.dashboard, ["rag", "router", "lora"], 300, headers=stack.headers())
+        httpx.post(llm, json={"mode": "hang", "duration_s": 6}, timeout=10).raise_for_status()
+        t = time.monotonic()
+        body = post(stack, "/rag", ask).json()
+        assert time.monotonic() - t < 5 and body["degraded"] and len(body["sources"]) == 5 and body["answer"] is None
+        assert "budget" in body["degraded_reason"]
+        time.sleep(6)
+        httpx.post(llm, json={"mode": "error", "status_code": 503, "duration_s": 4}, timeout=10).raise_for_status()
+        reasons = [post(stack, "/rag", ask).json()["degraded_reason"] for _ in range(5)]
+        assert reasons[0].startswith("LLM backend") and reasons[-1] == "circuit open", reasons
+        events = [line for line in post(stack, "/rag", {**ask, "stream": True}).text.splitlines() if line.startswith("data:")]
+        assert json.loads(events[0][5:])["sources"] and json.loads(events[-2][5:])["degraded"] is True
+        time.sleep(8)  # the fault expires, then the cool-down passes
+        body = post(stack, "/rag", ask).json()
+        assert body["degraded"] is False and body["answer"], body
+    finally:
+        httpx.post(llm, json={"mode": "none"}, timeout=10)
+        deploy.deploy(stack.dashboard, stack.config, headers=stack.headers())
+        deploy.wait_running(stack.dashboard, ["rag", "router", "lora"], 300, headers=stack.headers())
+
+
+def test_an_llm_outage_degrades_rag_and_the_trial_measures_the_recovery(stack, tmp_path):
+    out = tmp_path / "outage"
+    r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<20s",
+              "--scenario", "steady", "--rate", "4", "--duration", "35", "--warmup", "3", "--out", str(out),
+              "--fault", "llm-outage@5s+8s")
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    assert "faults injected" in r.stdout
+    result = json.loads((out / "result.json").read_text())
+    (f,) = result["faults"]
+    assert f["kind"] == "llm-outage" and f["error"] is None and "refuse" in f["done"]
+    assert f["injected_s"] == pytest.approx(5, abs=1)
+    e = f["effect"]
+    assert e["before"]["degraded"] == 0 and e["during"]["degraded"] > 0  # /rag answered without its LLM
+    assert e["recovery_s"] is not None and e["recovery_s"] < 20  # the breaker's trial call closed it again
+    records = pd.read_parquet(out / "records.parquet")
+    assert records.loc[records["degraded"], "route"].eq("/rag").all()
+    page = (out / "report.html").read_text()
+    assert "Faults injected" in page and "llm-outage@5s+8s" in page
+
+
+def test_a_killed_replica_and_a_prometheus_restart_are_injected_and_the_trial_survives(stack, tmp_path):
+    out = tmp_path / "kills"
+    r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<20s",
+              "--scenario", "steady", "--rate", "3", "--duration", "30", "--warmup", "3", "--out", str(out),
+              "--fault", "kill-replica@5s:deployment=VectorSearch", "--fault", "prometheus-restart@12s")
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    done = {f["kind"]: f for f in result["faults"]}
+    assert done["kill-replica"]["done"].startswith("killed rag/VectorSearch replica")
+    assert done["prometheus-restart"]["done"] == "Prometheus restarted"
+    assert result["status"] in ("met", "missed") and result["overall"]["arrivals"] > 0
+    r = tuner("stack", "status", "--state-dir", str(stack.state_dir))
+    assert r.returncode == 0, r.stdout  # Prometheus is back, Serve replaced the replica
+
+
 def test_up_twice_reports_the_running_stack(stack):
     pids = stack.recorded_pids()
     r = tuner("stack", "up", "--config", str(stack.config_path), "--state-dir", str(stack.state_dir), *stack.port_args())

@@ -85,7 +85,10 @@ def _series(folder: Path, result, t0: float) -> pd.DataFrame | None:
 
 
 def _failure_kind(df: pd.DataFrame) -> pd.Series:
+    from loadgen.summary import ok_mask
+
     kind = pd.Series("error", index=df.index)
+    kind[ok_mask(df)] = "degraded (answered)"
     kind[df["error"].astype(str).str.contains("timeout", na=False)] = "timeout"
     kind[df["unfinished"]] = "unfinished"
     kind[df["dropped"]] = "dropped"
@@ -107,19 +110,28 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
                         r.throughput_rps] for name, r in ({"all": result.overall} | result.routes).items() if r]}
     sections = [_section(f"{prefix}verdict", "Verdict", tables=[verdicts, routes],
                          text="; ".join(result.reasons))]
+    if result.faults:
+        from tuner.run_view import FAULT_HEADERS, fault_rows
+
+        sections.append(_section(f"{prefix}faults", "Faults injected", tables=[{"headers": FAULT_HEADERS,
+                                                                                  "rows": fault_rows(result)}],
+                                 text="shaded on the timelines below; recovery is from the fault's end until no "
+                                      "request fails or is answered degraded"))
+    spans = [(f.injected_s, f.injected_s + (f.duration_s or 0.5), f.kind) for f in result.faults if f.injected_s is not None]
     df = _records(folder, result)
     figs = []
     if df is not None and len(df):
         ok = ok_mask(df)
         t = (df["scheduled"] - t0).to_numpy(dtype=float)
         figs.append(_figure(f"{prefix}latency", "Latency percentiles over time, against the target",
-                            F.latency_over_time(t[ok], df.loc[ok, "latency_ms"].to_numpy(dtype=float), bounds),
+                            F.latency_over_time(t[ok], df.loc[ok, "latency_ms"].to_numpy(dtype=float), bounds, spans=spans),
                             "client latency from the scheduled send, per 5 s of send time"))
         figs.append(_figure(f"{prefix}load", "Offered load and throughput",
-                            F.load_over_time(t, (df.loc[ok, "end"] - t0).to_numpy(dtype=float))))
+                            F.load_over_time(t, (df.loc[ok, "end"] - t0).to_numpy(dtype=float), spans=spans)))
     replicas = {k: [(float(a), float(b)) for a, b in v] for k, v in result.replicas.items()}
     if replicas:
-        figs.append(_figure(f"{prefix}replicas", "Replicas per deployment", F.timelines(replicas, "running replicas")))
+        figs.append(_figure(f"{prefix}replicas", "Replicas per deployment",
+                            F.timelines(replicas, "running replicas", spans=spans)))
     if result.nodes:
         nodes = {k: [(float(a), float(b)) for a, b in v] for k, v in result.nodes.items()}
         figs.append(_figure(f"{prefix}nodes", "Cluster layer: pods per group", F.timelines(nodes, "pods")))
@@ -131,10 +143,12 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
             if len(part) and part["value"].abs().sum() > 0:
                 figs.append(_figure(f"{prefix}{query}", title, F.labelled_series(part, "requests")))
     if df is not None and len(df):
-        failed = df[~ok_mask(df)]
-        if len(failed):
-            figs.append(_figure(f"{prefix}errors", "Errors and drops over time",
-                                F.errors_over_time((failed["scheduled"] - t0).to_numpy(dtype=float), _failure_kind(failed))))
+        degraded = df["degraded"].fillna(False).astype(bool) if "degraded" in df else pd.Series(False, index=df.index)
+        hurt = df[~ok_mask(df) | degraded]
+        if len(hurt):
+            figs.append(_figure(f"{prefix}errors", "Errors, drops and degraded answers over time",
+                                F.errors_over_time((hurt["scheduled"] - t0).to_numpy(dtype=float), _failure_kind(hurt),
+                                                   spans=spans)))
         figs.append(_figure(f"{prefix}distribution", "Latency distribution",
                             F.latency_distribution(df.loc[ok_mask(df), "latency_ms"].to_numpy(dtype=float), bounds)))
     sections.append(_section(f"{prefix}timelines", "Over the load window", figures=figs,

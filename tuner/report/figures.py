@@ -32,7 +32,19 @@ def _bins(t: np.ndarray, width: float) -> np.ndarray:
     return np.floor(t / width) * width
 
 
-def latency_over_time(t: np.ndarray, latency_ms: np.ndarray, bounds_ms: list[float], width: float = 5.0):
+Spans = list[tuple[float, float, str]]
+
+
+def _shade(ax, spans: Spans) -> None:
+    """Faults as shaded spans, labelled once each."""
+    for start, end, label in spans:
+        ax.axvspan(start, end, color="red", alpha=0.12, lw=0)
+        ax.annotate(label, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="darkred",
+                    va="top", xytext=(2, -2), textcoords="offset points")
+
+
+def latency_over_time(t: np.ndarray, latency_ms: np.ndarray, bounds_ms: list[float], width: float = 5.0,
+                      spans: Spans = ()):
     """Client latency percentiles per `width`-second bin of send time, with the target's
     latency bounds as lines."""
     fig, ax = plt.subplots(figsize=SIZE)
@@ -42,24 +54,27 @@ def latency_over_time(t: np.ndarray, latency_ms: np.ndarray, bounds_ms: list[flo
         ax.plot(s.index, s.values, style, lw=1.4 if q == 0.99 else 1, label=f"p{q * 100:g}")
     for b in bounds_ms:
         ax.axhline(b, color="red", lw=1, ls=":", label=f"target {b:g} ms")
+    _shade(ax, spans)
     ax.set(xlabel="seconds into the load window", ylabel="latency (ms)")
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
-def load_over_time(t_sched: np.ndarray, t_ok: np.ndarray, width: float = 5.0):
+def load_over_time(t_sched: np.ndarray, t_ok: np.ndarray, width: float = 5.0, spans: Spans = ()):
     """Offered load (arrivals by scheduled time) against throughput (answers by end time)."""
     fig, ax = plt.subplots(figsize=SIZE)
     for values, label in ((t_sched, "offered"), (t_ok, "throughput (ok)")):
         if len(values):
             s = pd.Series(1, index=_bins(values, width)).groupby(level=0).sum() / width
             ax.step(s.index, s.values, where="post", label=label)
+    _shade(ax, spans)
     ax.set(xlabel="seconds into the load window", ylabel="requests / s")
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
-def timelines(lines: dict[str, list[tuple[float, float]]], ylabel: str, *, overlay: dict | None = None):
+def timelines(lines: dict[str, list[tuple[float, float]]], ylabel: str, *, overlay: dict | None = None,
+              spans: Spans = ()):
     """Step timelines (replicas per deployment, pods per group); `overlay` adds a second set
     dashed (e.g. the simulator's against the real run)."""
     fig, ax = plt.subplots(figsize=SIZE)
@@ -71,6 +86,7 @@ def timelines(lines: dict[str, list[tuple[float, float]]], ylabel: str, *, overl
         if overlay and overlay.get(name):
             ts, vs = zip(*overlay[name])
             ax.step(ts, vs, where="post", ls="--", color=colors[i % len(colors)], alpha=0.8)
+    _shade(ax, spans)
     ax.set(xlabel="seconds into the load window", ylabel=ylabel)
     ax.legend(loc="upper left", fontsize=7, ncol=2)
     return fig
@@ -98,8 +114,9 @@ def p99_overlay(frames: dict[str, tuple[np.ndarray, np.ndarray]], width: float =
     return fig
 
 
-def errors_over_time(t: np.ndarray, kinds: pd.Series, width: float = 5.0):
-    """Failed requests per bin, stacked by kind (error, timeout, dropped, unfinished)."""
+def errors_over_time(t: np.ndarray, kinds: pd.Series, width: float = 5.0, spans: Spans = ()):
+    """Failed requests per bin, stacked by kind (error, timeout, dropped, unfinished, and
+    answers the app marked degraded)."""
     fig, ax = plt.subplots(figsize=SIZE)
     df = pd.DataFrame({"bin": _bins(t, width), "kind": kinds})
     table = df.groupby(["bin", "kind"]).size().unstack(fill_value=0) if len(df) else pd.DataFrame()
@@ -107,7 +124,8 @@ def errors_over_time(t: np.ndarray, kinds: pd.Series, width: float = 5.0):
     for kind in table.columns:
         ax.bar(table.index, table[kind].values, width=width * 0.9, align="edge", bottom=bottom, label=str(kind))
         bottom += table[kind].values
-    ax.set(xlabel="seconds into the load window", ylabel=f"failed requests per {width:g} s")
+    _shade(ax, spans)
+    ax.set(xlabel="seconds into the load window", ylabel=f"requests per {width:g} s")
     if len(table.columns):
         ax.legend(loc="upper left", fontsize=8)
     return fig

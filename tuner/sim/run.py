@@ -100,6 +100,7 @@ def simulate(serve_config: dict, plan: pd.DataFrame, cal: Calibration, cluster: 
     df = pd.DataFrame(rows, columns=FIELDS)
     df["dropped"] = df["dropped"].astype(bool)
     df["unfinished"] = df["unfinished"].astype(bool)
+    df["degraded"] = False  # the simulator models no LLM failure
     nodes = {g: _from_start(tl) for g, tl in app.cluster.timeline.items() if g != HEAD}
     return Outcome(records=with_derived(df), replicas={k: _from_start(tl) for k, tl in app.timelines().items()},
                    nodes=nodes, llm_engines=_from_start(app.llm.timeline), replica_starts=app.replica_starts(0.0),

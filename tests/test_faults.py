@@ -1,0 +1,49 @@
+"""The --fault grammar and a fault's measured effect (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tuner.errors import UsageError
+from tuner.faults import effect, parse_fault
+
+
+def test_specs_parse_with_their_defaults():
+    f = parse_fault("llm-outage@30s+20s", 120)
+    assert (f.kind, f.start_s, f.duration_s, f.end_s, f.options) == ("llm-outage", 30, 20, 50, {})
+    f = parse_fault("llm-errors@1m+0.5m:status=503,rate=0.5", 120)
+    assert (f.start_s, f.duration_s, f.options) == (60, 30, {"status": 503.0, "rate": 0.5})
+    assert parse_fault("llm-slow@5+10", 60).options == {"factor": 3.0}
+    f = parse_fault("kill-replica@20s:deployment=Reranker", 60)
+    assert f.duration_s is None and f.options == {"deployment": "Reranker"}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("llm-outage", "expected KIND@START"),
+    ("flood@1s+2s", "unknown kind 'flood'"),
+    ("llm-outage@30s", "needs a duration"),
+    ("kill-controller@5s+3s", "is instantaneous"),
+    ("llm-hang@200s+5s", "after the 120 s load window"),
+    ("kill-replica@5s", "needs deployment="),
+    ("llm-errors@5s+5s:status=700", "status must be 400-599"),
+    ("llm-errors@5s+5s:colour=red", "option 'colour=red' is not one of status=, rate="),
+    ("llm-slow@5s+5s:factor=fast", "factor='fast' is not a number"),
+    ("llm-hang@5x+5s", "expected KIND@START"),
+])
+def test_bad_specs_are_usage_errors_naming_the_problem(spec, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        parse_fault(spec, 120)
+
+
+def test_the_effect_splits_requests_around_the_fault_and_times_the_recovery():
+    t = np.arange(0, 60, 0.5)
+    failed = (t >= 20) & (t < 31)  # one more failure bin after the fault ends at 30
+    degraded = (t >= 20) & (t < 25)
+    latency = np.where(t < 20, 100.0, 300.0)
+    e = effect(t, failed, degraded, latency, 20, 30, 60)
+    assert e["before"] == {"requests": 40, "failed": 0, "degraded": 0, "p99_ms": 100.0}
+    assert e["during"]["failed"] == 20 and e["during"]["degraded"] == 10
+    assert e["recovery_s"] == 5.0
+    never = effect(t, t >= 20, np.zeros_like(t, bool), latency, 20, 30, 60)
+    assert never["recovery_s"] is None and never["during"]["p99_ms"] is None
