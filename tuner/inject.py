@@ -102,7 +102,7 @@ class Injector:
 
     def _run(self) -> None:
         t0 = None
-        while t0 is None and not self._stop.wait(0.05):
+        while self.faults and t0 is None and not self._stop.wait(0.05):
             t0 = self.epoch()
         for f in self.faults:
             if t0 is None or self._stop.wait(max(0.0, t0 + f.start_s - time.time())):
