@@ -38,12 +38,13 @@ def test_bad_specs_are_usage_errors_naming_the_problem(spec, message):
 
 def test_the_effect_splits_requests_around_the_fault_and_times_the_recovery():
     t = np.arange(0, 60, 0.5)
-    failed = (t >= 20) & (t < 31)  # one more failure bin after the fault ends at 30
+    end = t + 0.75  # sent at 19.5, answered at 20.25: in flight when the fault began
+    failed = (t >= 19.5) & (t < 31)  # and one more failure bin after the fault ends at 30
     degraded = (t >= 20) & (t < 25)
-    latency = np.where(t < 20, 100.0, 300.0)
-    e = effect(t, failed, degraded, latency, 20, 30, 60)
-    assert e["before"] == {"requests": 40, "failed": 0, "degraded": 0, "p99_ms": 100.0}
-    assert e["during"]["failed"] == 20 and e["during"]["degraded"] == 10
-    assert e["recovery_s"] == 5.0
-    never = effect(t, t >= 20, np.zeros_like(t, bool), latency, 20, 30, 60)
+    latency = np.where(t < 19.5, 100.0, 300.0)
+    e = effect(t, end, failed, degraded, latency, 20, 30, 60)
+    assert e["before"] == {"requests": 39, "failed": 0, "degraded": 0, "p99_ms": 100.0}
+    assert e["during"]["requests"] == 21 and e["during"]["failed"] == 21 and e["during"]["degraded"] == 10
+    assert e["after"]["failed"] == 2 and e["recovery_s"] == 5.0
+    never = effect(t, end, t >= 19.5, np.zeros_like(t, bool), latency, 20, 30, 60)
     assert never["recovery_s"] is None and never["during"]["p99_ms"] is None

@@ -108,21 +108,26 @@ def _number(value: str, spec: str, key: str) -> float:
         raise UsageError(f"--fault {spec!r}: {key}={value!r} is not a number") from None
 
 
-def effect(t: np.ndarray, failed: np.ndarray, degraded: np.ndarray, latency_ms: np.ndarray, fault_start: float,
-           fault_end: float, window_end: float, bin_s: float = 5.0) -> dict:
-    """What a fault did to the requests sent around it (times: seconds of the load window):
-    failures, degraded answers and p99 before, during and after it, and the recovery time: from
-    the fault's end until the first `bin_s` bin from which no bin has a failure or a degraded
-    answer again (None if that never came within the window)."""
+def effect(t: np.ndarray, t_end: np.ndarray, failed: np.ndarray, degraded: np.ndarray, latency_ms: np.ndarray,
+           fault_start: float, fault_end: float, window_end: float, bin_s: float = 5.0) -> dict:
+    """What a fault did to the requests around it (`t` sent, `t_end` answered: seconds of the
+    load window): failures, degraded answers and p99 of those answered before it began, those in
+    flight or sent while it lasted, and those sent after it; and the recovery time: from the
+    fault's end until the first `bin_s` bin of sends from which no bin has a failure or a
+    degraded answer again (None if that never came within the window)."""
     def part(mask):
         n = int(mask.sum())
         lat = latency_ms[mask & ~failed]
         return {"requests": n, "failed": int((failed & mask).sum()), "degraded": int((degraded & mask).sum()),
                 "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None}
 
-    before, during, after = t < fault_start, (t >= fault_start) & (t < max(fault_end, fault_start + bin_s)), t >= fault_end
+    end = np.where(np.isfinite(t_end), t_end, t)
+    before = end < fault_start
+    after = t >= max(fault_end, fault_start + bin_s)
+    during = ~before & ~after
     hurt = failed | degraded
-    bins = pd.Series(hurt[after], index=np.floor((t[after] - fault_end) / bin_s)).groupby(level=0).sum()
+    later = t >= fault_end
+    bins = pd.Series(hurt[later], index=np.floor((t[later] - fault_end) / bin_s)).groupby(level=0).sum()
     bad = bins[bins > 0]
     recovery = None
     if len(bins):

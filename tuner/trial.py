@@ -252,12 +252,13 @@ def fault_results(faults, events: list[dict], records, window) -> list[FaultResu
 
     out = []
     t = (records["scheduled"] - window.start).to_numpy(dtype=float)
+    t_end = (records["end"] - window.start).to_numpy(dtype=float)
     failed = ~ok_mask(records).to_numpy()
     degraded = records["degraded"].fillna(False).to_numpy(dtype=bool) if "degraded" in records else np.zeros(len(t), bool)
     for f in faults:
         ev = next((e for e in events if e["spec"] == f.spec), {})
         at = ev["injected_at"] - window.start if ev.get("injected_at") else None
-        eff = (effect(t, failed, degraded, records["latency_ms"].to_numpy(dtype=float), at, at + (f.duration_s or 0.0),
+        eff = (effect(t, t_end, failed, degraded, records["latency_ms"].to_numpy(dtype=float), at, at + (f.duration_s or 0.0),
                       window.end - window.start) if at is not None and not ev.get("error") else None)
         out.append(FaultResult(spec=f.spec, kind=f.kind, start_s=f.start_s, duration_s=f.duration_s, options=f.options,
                                injected_s=at, done=ev.get("done"), error=ev.get("error"), effect=eff))
