@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tuner.errors import UsageError
 from tuner.faults import effect, parse_fault
@@ -30,6 +32,7 @@ def test_specs_parse_with_their_defaults():
     ("llm-errors@5s+5s:colour=red", "option 'colour=red' is not one of status=, rate="),
     ("llm-slow@5s+5s:factor=fast", "factor='fast' is not a number"),
     ("llm-hang@5x+5s", "expected KIND@START"),
+    ("kill-replica@5s:deployment=", "option 'deployment=' is not one of deployment="),
 ])
 def test_bad_specs_are_usage_errors_naming_the_problem(spec, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("+", r"\+")):
@@ -48,3 +51,18 @@ def test_the_effect_splits_requests_around_the_fault_and_times_the_recovery():
     assert e["after"]["failed"] == 2 and e["recovery_s"] == 5.0
     never = effect(t, end, t >= 19.5, np.zeros_like(t, bool), latency, 20, 30, 60)
     assert never["recovery_s"] is None and never["during"]["p99_ms"] is None
+
+
+@given(st.one_of(st.text(max_size=60),
+                 st.builds(lambda k, a, b, o: f"{k}@{a}{b}{o}", st.sampled_from(["llm-outage", "llm-errors", "kill-replica",
+                                                                                 "llm-slow", "nope"]),
+                           st.text("0123456789.sm", max_size=5), st.text("+0123456789.sm", max_size=5),
+                           st.text(":=,abcdefghijklmnopqrstuvwxyz0123456789.", max_size=20))))
+@settings(max_examples=400, deadline=None)
+def test_any_spec_is_a_fault_or_one_usage_error(spec):
+    try:
+        f = parse_fault(spec, 120)
+    except UsageError as e:
+        assert "\n" not in str(e) and str(e).startswith("--fault")
+    else:
+        assert 0 <= f.start_s < 120 and (f.duration_s is None or f.duration_s > 0)
