@@ -85,7 +85,9 @@ def parse_fault(spec: str, duration_s: float) -> Fault:
     options: dict[str, str | float] = {}
     for item in filter(None, (m["opts"] or "").split(",")):
         key, sep, value = item.partition("=")
-        if not sep or key not in allowed or not value:
+        if sep and key in allowed and not value:
+            raise UsageError(f"--fault {spec!r}: option {key}= has no value")
+        if not sep or key not in allowed:
             raise UsageError(f"--fault {spec!r}: option {item!r} is not one of "
                              f"{', '.join(f'{k}=' for k in allowed) or 'none (this kind takes no options)'}")
         options[key] = value if allowed[key] is None or isinstance(allowed[key], str) else _number(value, spec, key)
