@@ -130,10 +130,9 @@ def run(
     Options the command does not know go to the scenario, e.g. `--rate 4 --burst-rps 10`.
     Exit 0 target met, 1 missed, 2 usage error, 3 could not measure."""
     from tuner import cost, deploy, trial
+    from tuner.faults import parse_fault
     from tuner.run_view import PhaseProgress, print_result
     from tuner.target import parse_target
-
-    from tuner.faults import parse_fault
 
     tgt = parse_target(target)
     faults = tuple(parse_fault(f, duration) for f in fault)

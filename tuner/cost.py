@@ -98,12 +98,17 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def hourly(r: Resources, prices: Prices) -> float:
+    """What `r` costs per hour at the per-unit prices."""
+    return r.cpus * prices.cpu_hour + r.gpus * prices.gpu_hour + r.memory_gib * prices.memory_gib_hour
+
+
 def with_node_prices(prices: Prices, node_types: dict[str, Resources]) -> Prices:
     """`prices` with a node-hour price for each node type it does not list: the node's
     resources at the per-unit prices (what per-pod billing charges)."""
     filled = dict(prices.node_hour)
     for kind, r in node_types.items():
-        filled.setdefault(kind, r.cpus * prices.cpu_hour + r.gpus * prices.gpu_hour + r.memory_gib * prices.memory_gib_hour)
+        filled.setdefault(kind, hourly(r, prices))
     return prices.model_copy(update={"node_hour": filled})
 
 

@@ -156,13 +156,13 @@ def queued_requests_by_deployment() -> str:
     return _per_deployment("ray_serve_deployment_queued_queries")
 
 
-
 def replica_cost_per_hour(replica_prices: dict[tuple[str, str], float]) -> str:
     """What the running replicas cost per hour: each (application, deployment)'s healthy
     replicas times its price per replica-hour (tuner.cost's resources x price table)."""
     terms = [f"{price:g} * (sum(ray_serve_deployment_replica_healthy{{application=\"{app}\",deployment=\"{dep}\"}}) "
              f"or vector(0))" for (app, dep), price in sorted(replica_prices.items()) if price > 0]
     return " + ".join(terms) or "vector(0)"
+
 
 # ---- the LLM backend (vLLM's metric names; the emulator exports the same)
 

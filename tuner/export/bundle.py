@@ -12,7 +12,8 @@ from tuner.cost import Prices
 from tuner.errors import UsageError
 from tuner.export import autoscaling, cluster, grafana, monitoring
 from tuner.export.inputs import Tuned
-from tuner.export.settings import ExportSettings, project_version
+from tuner import project_version
+from tuner.export.settings import ExportSettings
 from tuner.export.sizing import GroupPlan, plan_groups, worker_hpa
 from tuner.export.templates import dump_all
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from tuner import promql
-from tuner.cost import Prices, deployment_resources
+from tuner.cost import Prices, deployment_resources, hourly
 from tuner.export.inputs import Tuned
 from tuner.export.settings import ExportSettings
 
@@ -46,11 +46,7 @@ def latency_bound_ms(tuned: Tuned) -> float | None:
 
 def replica_prices(tuned: Tuned, prices: Prices) -> dict[tuple[str, str], float]:
     """Each deployment's price per replica-hour (its ray_actor_options at the price table)."""
-    out = {}
-    for key, r in deployment_resources(tuned.serve_config).items():
-        app, dep = key.split("/", 1)
-        out[(app, dep)] = r.cpus * prices.cpu_hour + r.gpus * prices.gpu_hour + r.memory_gib * prices.memory_gib_hour
-    return out
+    return {tuple(key.split("/", 1)): hourly(r, prices) for key, r in deployment_resources(tuned.serve_config).items()}
 
 
 def dashboard(tuned: Tuned, settings: ExportSettings, prices: Prices) -> dict:

@@ -7,19 +7,13 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tuner import project_version
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 GIB = 2**30
 
 
-def project_version() -> str:
-    """This project's version as installed (the default image tag)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rayserve-tuner")
-    except PackageNotFoundError:
-        return "dev"
 
 
 class PodShape(BaseModel):

@@ -341,7 +341,7 @@ PAGES = {"trial": trial_page, "study": study_page, "validation": validation_page
 
 def render(folder: Path) -> str:
     """The HTML report of `folder`."""
-    from tuner.export.settings import project_version
+    from tuner import project_version
 
     page = PAGES[kind_of(folder)](folder)
     return _env().get_template("report.html.j2").render(version=project_version(), source=str(folder), **page)
