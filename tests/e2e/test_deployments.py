@@ -103,15 +103,17 @@ def test_llm_generator_answers_and_streams(local_serve, llm_emulator):
     serve.delete("gen")
 
 
-def test_llm_generator_times_out_on_a_dead_endpoint(local_serve):
+def test_llm_generator_degrades_quickly_on_a_dead_endpoint(local_serve):
     from tests.e2e.conftest import free_port
 
-    cfg = {"base_url": f"http://127.0.0.1:{free_port()}/v1", "timeout_s": 2}
+    cfg = {"base_url": f"http://127.0.0.1:{free_port()}/v1", "timeout_s": 2,
+           "breaker": {"failures": 2, "cool_down_s": 60}}
     h = run(LLMGenerator.options(user_config=cfg).bind(), "gen_dead")
     t0 = time.perf_counter()
-    with pytest.raises(Exception, match="Connection"):
-        h.remote("q", []).result()
+    out = [h.remote("q", []).result() for _ in range(3)]
     assert time.perf_counter() - t0 < 10
+    assert [o["text"] for o in out] == [None] * 3
+    assert "Connection" in out[0]["degraded"] and out[2]["degraded"] == "circuit open"
     serve.delete("gen_dead")
 
 
