@@ -88,6 +88,9 @@ def main(argv: list[str]) -> int:
     except Refused as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - the scenario's own code failed: still the one line tools show
+        print(f"error: scenario {argv[0]} failed: {type(e).__name__}: {' '.join(str(e).splitlines())}", file=sys.stderr)
+        return 2
     shape = traffic.shape
     info = {"seconds": seconds, "expected_arrivals": shape.expected(0, shape.duration),
             "peak_rps": shape.peak(), "shape": shape.model_dump(mode="json", exclude={"times_s"}),

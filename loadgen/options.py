@@ -46,6 +46,30 @@ def add_arguments(parser) -> None:
                    help="allow a target host that is not loopback")
 
 
+# option: (lowest, whether the lowest itself is allowed, highest or None); Locust's parser
+# checks only the type, and the shapes and the mix check their own options.
+RANGES = {
+    "max_in_flight": (1, True, 1_000_000),
+    "request_timeout": (0, False, 86_400),
+    "drain": (0, True, 86_400),
+    # No ceiling: `tuner run` derives the lag from the target's bounds, which have none, and a
+    # generator's threads can take it past 100 % of one core.
+    "max_lag_ms": (0, False, None),
+    "max_cpu": (0, False, None),
+}
+
+
+def check_options(opts) -> None:
+    """The shared options the generator itself uses are in range (ValueError naming the option)."""
+    for name, (low, low_allowed, high) in RANGES.items():
+        value = getattr(opts, name)
+        above = low <= value if low_allowed else low < value
+        if not (above and (value <= high if high is not None else value < float("inf"))):  # NaN fails too
+            wanted = (">= " if low_allowed else "> ") + f"{low:g}"
+            wanted = f"a finite number {wanted}" if high is None else f"{wanted} and <= {high:g}"
+            raise ValueError(f"--{name.replace('_', '-')} must be {wanted} (got {value:g})")
+
+
 def traffic_seconds(opts) -> float:
     """The traffic duration: --duration, else -t/--run-time, else 60 s."""
     if getattr(opts, "duration", None):
@@ -59,12 +83,18 @@ def non_loopback_reason(host: str | None) -> str | None:
     """Why `host` is not a loopback target (None when it is)."""
     if not host:
         return None
-    name = urlparse(host if "://" in host else f"http://{host}").hostname
+    try:
+        url = urlparse(host if "://" in host else f"http://{host}")
+        name, _ = url.hostname, url.port  # .port raises for a port that is not one
+    except ValueError as e:  # an unclosed IPv6 bracket, a port out of range
+        return f"cannot read a host name from {host!r}: {e}"
     if not name:
         return f"cannot read a host name from {host!r}"
     try:
         addrs = {info[4][0] for info in socket.getaddrinfo(name, None)}
     except socket.gaierror as e:
         return f"cannot resolve {name!r}: {e.strerror}"
+    except UnicodeError:  # IDNA refuses the name: an empty label, or one over 63 characters
+        return f"cannot resolve {name!r}: not a valid host name"
     remote = sorted(a for a in addrs if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
     return f"{name} resolves to {', '.join(remote)}, not loopback" if remote else None

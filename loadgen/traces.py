@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 AZURE_CONV = Path(__file__).parent / "data" / "azure_llm_2023_conv.csv"
+MAX_TOKENS = 1e9  # token counts past this are not a trace's, and would overflow on the way to int64
 
 
 class TraceError(ValueError):
@@ -40,37 +41,46 @@ def _read(path: Path) -> pd.DataFrame:
         if path.suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=path.suffix == ".jsonl")
         return pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise TraceError(f"cannot read trace {path}: {str(e).splitlines()[0]}") from None
+    except (ValueError, TypeError, pd.errors.ParserError) as e:  # TypeError: JSON lines of mixed kinds
+        raise TraceError(f"cannot read trace {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
 
 
 def _times(df: pd.DataFrame, path: Path) -> np.ndarray:
     if "TIMESTAMP" in df:
-        stamps = pd.to_datetime(df["TIMESTAMP"], errors="coerce", format="mixed")  # fractions may vary by row
+        # fractions may vary by row; utc: offsets may too (naive stamps keep their spacing)
+        stamps = pd.to_datetime(df["TIMESTAMP"], errors="coerce", format="mixed", utc=True)
         if stamps.isna().any():
             raise TraceError(f"{path}: TIMESTAMP row {int(stamps.isna().idxmax()) + 2} is not a date-time")
         return (stamps - stamps.min()).dt.total_seconds().to_numpy()
     if "timestamp" in df:
-        ms = pd.to_numeric(df["timestamp"], errors="coerce")
-        return (ms - ms.min()).to_numpy() / 1000.0
+        ms = _numbers(df["timestamp"])
+        return (ms - ms.min()) / 1000.0
     if "time_s" in df:
-        s = pd.to_numeric(df["time_s"], errors="coerce")
-        return (s - s.min()).to_numpy()
+        s = _numbers(df["time_s"])
+        return s - s.min()
     raise TraceError(f"{path}: no arrival-time column (TIMESTAMP, timestamp in ms, or time_s)")
 
 
-def _column(df: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray | None:
+def _numbers(col: pd.Series) -> np.ndarray:
+    """A column as floats; text, booleans and nulls become NaN (JSON has all three)."""
+    col = col.astype(object).map(lambda v: None if isinstance(v, (bool, np.bool_)) else v)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+
+
+def _column(df: pd.DataFrame, names: tuple[str, ...], path: Path) -> np.ndarray | None:
     for name in names:
         if name in df:
-            col = pd.to_numeric(df[name], errors="coerce")
-            if col.isna().any() or (col < 0).any():
-                raise TraceError(f"column {name} must hold non-negative numbers")
-            return col.to_numpy(dtype=np.int64)
+            col = _numbers(df[name])
+            if not (np.isfinite(col) & (col >= 0) & (col <= MAX_TOKENS) & (col == np.round(col))).all():
+                raise TraceError(f"{path}: column {name} must hold non-negative whole numbers up to {MAX_TOKENS:g}")
+            return col.astype(np.int64)
     return None
 
 
 def load_trace(path: str | Path = AZURE_CONV) -> TraceData:
-    """Read a trace file into arrival offsets (sorted) and token counts."""
+    """Read a trace file into arrival offsets (sorted) and token counts. Times may be
+    unsorted or negative (offsets count from the earliest); a file that cannot be replayed is
+    a TraceError naming the file and what is wrong."""
     path = Path(path)
     df = _read(path)
     if df.empty:
@@ -79,6 +89,6 @@ def load_trace(path: str | Path = AZURE_CONV) -> TraceData:
     if not np.isfinite(times).all():
         raise TraceError(f"{path}: arrival times must be numbers")
     order = np.argsort(times, kind="stable")
-    prompt = _column(df, ("ContextTokens", "input_length", "prompt_tokens"))
-    output = _column(df, ("GeneratedTokens", "output_length", "output_tokens"))
+    prompt = _column(df, ("ContextTokens", "input_length", "prompt_tokens"), path)
+    output = _column(df, ("GeneratedTokens", "output_length", "output_tokens"), path)
     return TraceData(times[order], None if prompt is None else prompt[order], None if output is None else output[order])

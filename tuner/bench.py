@@ -49,7 +49,7 @@ class Part(BaseModel):
     duration_s: float = Field(gt=0, le=3600)
     warmup_s: float = Field(0, ge=0, le=600)
     repeat: int = Field(1, ge=1, le=20, description="runs per case; the median of each figure is kept")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     cases: tuple[Case, ...] = Field(min_length=1)
 
     @field_validator("cases")
@@ -153,8 +153,8 @@ def run_real_case(stack, case: Case, part: Part, out: Path, prices, report) -> C
 
 
 def check_cases(suite: Suite, backends: tuple[Backend, ...]) -> None:
-    """Every case's scenario, options and target are valid before anything runs."""
-    from tuner import trial
+    """Every case's scenario, options, target and Serve config are valid before anything runs."""
+    from tuner import deploy, trial
     from tuner.target import parse_target
 
     for backend in backends:
@@ -162,8 +162,12 @@ def check_cases(suite: Suite, backends: tuple[Backend, ...]) -> None:
         if part is None:
             raise UsageError(f"--backend {backend}: suite {suite.name} has no {backend} part")
         for case in part.cases:
-            parse_target(case.target)
-            trial.check_scenario(trial.scenario_path(case.scenario), part.duration_s, list(case.args))
+            try:
+                parse_target(case.target)
+                deploy.load_serve_config(ROOT / case.config)
+                trial.check_scenario(trial.scenario_path(case.scenario), part.duration_s, list(case.args))
+            except UsageError as e:  # said of the suite's case, not of an option the user did not give
+                raise UsageError(f"--suite {suite.name}: {backend} case {case.name}: {e}") from None
 
 
 def night_rows(runs: list[CaseRun], night: str, commit: str, machine: str, suite: str) -> list[dict]:

@@ -12,12 +12,12 @@ first value also covers the time before it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tuner.errors import UsageError
+from tuner.errors import UsageError, first_problem, yaml_problem
 from tuner.names import app_name, deployment_key
 
 DEFAULT_PRICES = Path(__file__).parent / "data" / "prices.yaml"
@@ -26,16 +26,19 @@ GIB = 2**30
 Timeline = Sequence[tuple[float, float]]
 
 
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class Prices(BaseModel):
     """A price table; every price is per hour."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     currency: str = "USD"
-    cpu_hour: float = Field(ge=0)
-    gpu_hour: float = Field(ge=0)
-    memory_gib_hour: float = Field(ge=0)
-    node_hour: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    cpu_hour: Price
+    gpu_hour: Price
+    memory_gib_hour: Price
+    node_hour: dict[str, Price] = Field(default_factory=dict)
 
 
 class Resources(BaseModel):
@@ -79,9 +82,7 @@ def load_prices(path: Path | None = None) -> Prices:
     try:
         return Prices.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise UsageError(f"price table {path or DEFAULT_PRICES}: {loc}: {err['msg']} (got {err.get('input')!r})") from e
+        raise UsageError(f"price table {path or DEFAULT_PRICES}: {first_problem(e)} (got {e.errors()[0].get('input')!r})") from e
 
 
 def _read_yaml(path: Path) -> dict:
@@ -89,8 +90,12 @@ def _read_yaml(path: Path) -> dict:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"price table {path} does not exist") from None
+    except OSError as e:  # a folder, or a file it may not read
+        raise UsageError(f"price table {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise UsageError(f"price table {path} is not valid YAML") from e
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise UsageError(f"price table {path} is not valid YAML: {yaml_problem(e)}") from None
     if data is None:  # an empty file overrides nothing
         return {}
     if not isinstance(data, dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tuner.errors import StackError, UsageError, first_problem
+from tuner.errors import StackError, UsageError, first_problem, yaml_problem
 from tuner.names import app_name, deployment_key
 
 APPLICATIONS_PATH = "/api/serve/applications/"
@@ -21,21 +21,53 @@ def load_serve_config(path: Path) -> dict:
     from ray.serve.schema import ServeDeploySchema
 
     if not path.is_file():
-        raise UsageError(f"serve config {path} does not exist")
+        raise UsageError(f"serve config {path} " + ("is not a file" if path.exists() else "does not exist"))
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UsageError(f"serve config {path} is not valid YAML{where}") from e
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise UsageError(f"serve config {path} is not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(raw, dict):
         raise UsageError(f"serve config {path} must be a mapping with 'applications'")
+    _check_deployment_entries(raw, path)
     try:
         ServeDeploySchema.model_validate(raw)
     except ValidationError as e:
         raise UsageError(f"serve config {path}: {first_problem(e)}") from e
+    _check_names(raw, path)
     _check_autoscaling(raw, path)
     return raw
+
+
+def _check_deployment_entries(raw: dict, path: Path) -> None:
+    """Ray's own validators assume every deployment entry is a mapping (and fail with an
+    AttributeError on anything else), so check that first."""
+    apps = raw.get("applications")
+    for i, app in enumerate(apps if isinstance(apps, list) else []):
+        deps = app.get("deployments") if isinstance(app, dict) else None
+        for j, dep in enumerate(deps if isinstance(deps, list) else []):
+            if not isinstance(dep, dict):
+                raise UsageError(f"serve config {path}: applications.{i}.deployments.{j}: must be a mapping with "
+                                 f"a name (got {type(dep).__name__})")
+
+
+def _check_names(raw: dict, path: Path) -> None:
+    """ServeDeploySchema takes any deployment name, and Serve refuses an unknown one only when
+    it deploys; for target_app's own applications, check the names against the app now."""
+    for i, app in enumerate(raw["applications"]):
+        module, _, attr = app["import_path"].replace(":", ".").rpartition(".")
+        if module != "target_app.app":
+            continue
+        from target_app.app import APPLICATIONS  # imported only for configs of this app
+
+        known = APPLICATIONS.get(attr.removesuffix("_app"), (None, None))[1]
+        for j, dep in enumerate(app.get("deployments") or []):
+            if known is not None and dep["name"] not in known:
+                raise UsageError(f"serve config {path}: applications.{i}.deployments.{j}.name: {dep['name']!r} is not "
+                                 f"a deployment of {app['import_path']} (it has {', '.join(sorted(known))})")
 
 
 def _check_autoscaling(raw: dict, path: Path) -> None:
@@ -51,7 +83,8 @@ def _check_autoscaling(raw: dict, path: Path) -> None:
                 try:
                     AutoscalingConfig.model_validate(auto)
                 except ValidationError as e:
-                    where = f"{deployment_key(app_name(app), dep.get('name'))}.autoscaling_config"
+                    key = deployment_key(app_name(app), dep.get("name"))
+                    where = f"{key if key.isprintable() else repr(key)}.autoscaling_config"  # names are the user's
                     problem = first_problem(e).rstrip("!")
                     raise UsageError(f"serve config {path}: {where}: {problem}") from e
 

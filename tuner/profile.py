@@ -337,9 +337,9 @@ def derive_from(folder: Path, name: str = "measured") -> Calibration:
         m = json.loads(path.read_text())
         phases = [Phase(**p) for p in m["phases"]]
     except FileNotFoundError:
-        raise UsageError(f"--from: {path} does not exist (run `tuner profile --out {folder}` first)") from None
+        raise UsageError(f"--from-measurements: {path} does not exist (run `tuner profile --out {folder}` first)") from None
     except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"--from: {path} is not a profile's measurements: {e}") from None
+        raise UsageError(f"--from-measurements: {path} is not a profile's measurements: {e}") from None
     cal = derive(phases, m["startup_ms"], m["llm_profile"], m["source"], m["serve_config"], name, m.get("host_cpus"),
                  m.get("idle_cores"))
     save_calibration(cal, folder / "calibration.yaml")

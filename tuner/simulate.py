@@ -66,8 +66,11 @@ def load_cluster(layer: str, path: Path | None = None, llm_hpa: bool = False) ->
             raise UsageError(f"--cluster-file {path}: must map layer names to settings")
         data |= given
     where = path or CLUSTERS
+    settings = data.get(layer) or {}
+    if not isinstance(settings, dict):
+        raise UsageError(f"{where}: {layer}: must be a mapping of the layer's settings (got {type(settings).__name__})")
     try:
-        spec = ClusterSpec.model_validate({"layer": layer, **(data.get(layer) or {})})
+        spec = ClusterSpec.model_validate({"layer": layer, **settings})
         hpa = HPAOnLLM.model_validate(data["llm_hpa"]) if llm_hpa else None
     except KeyError:
         raise UsageError(f"--llm-hpa: {where} has no llm_hpa settings") from None

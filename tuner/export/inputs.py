@@ -81,7 +81,7 @@ def from_study(folder: Path, layer: str | None, cluster_file: Path | None, targe
     cluster_path = folder / "best_cluster.yaml"
     if cluster_path.is_file():
         data = read_yaml(cluster_path, "--study")
-        if not isinstance(data, dict) or len(data) != 1:
+        if not isinstance(data, dict) or len(data) != 1 or not isinstance(next(iter(data.values())) or {}, dict):
             raise UsageError(f"--study: {cluster_path} must hold one layer's settings")
         searched = next(iter(data))
         if layer and layer != searched:

@@ -4,6 +4,7 @@ tuned, so they come from options, validated here with errors that name the optio
 from __future__ import annotations
 
 import re
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +15,19 @@ _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 GIB = 2**30
 
 
+def _address(v: str, schemes: tuple[str, ...] | None, example: str) -> str:
+    """`v` if it is a network address: a URL with one of `schemes` and a host, or with no
+    schemes `host:port` (ValueError saying what is expected)."""
+    problem = f"{v!r} is not {'a URL (' + ' or '.join(schemes) + ')' if schemes else 'host:port'} such as {example}"
+    try:
+        url = urlparse(v if schemes else f"//{v}")
+        port = url.port  # raises for a port out of range, or one that is not a number
+    except ValueError:
+        raise ValueError(problem) from None
+    shape_ok = url.scheme in schemes if schemes else port is not None and not (url.path or url.query or url.fragment)
+    if not shape_ok or not url.hostname or any(c.isspace() for c in v):
+        raise ValueError(problem)
+    return v
 
 
 class PodShape(BaseModel):
@@ -60,6 +74,22 @@ class ExportSettings(BaseModel):
         if not _IMAGE.match(v):
             raise ValueError(f"{v!r} is not an image reference")
         return v
+
+    @field_validator("llm_url")
+    @classmethod
+    def _llm_url(cls, v: str | None) -> str | None:
+        return None if v is None else _address(v, ("http", "https"), "http://llm:8000/v1")
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, v: str | None) -> str | None:
+        # not a Milvus Lite file: that would be one database per pod
+        return None if v is None else _address(v, ("http", "https", "tcp", "grpc"), "http://milvus:19530")
+
+    @field_validator("redis_address")
+    @classmethod
+    def _redis_address(cls, v: str | None) -> str | None:
+        return None if v is None else _address(v, None, "redis:6379")
 
     def service(self, name: str, port: int) -> str:
         """An in-cluster Service's address in this namespace."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -50,14 +50,17 @@ INTEGER = {"min_replicas", "max_replicas", "initial_replicas", "max_ongoing_requ
            "num_replicas", "max_batch_size", "max_models_per_replica"}
 
 
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class Param(BaseModel):
     """One parameter: an int or float range (linear or log scale), or a list of choices."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["int", "float", "categorical"]
-    low: float | None = None
-    high: float | None = None
+    low: Bound | None = None
+    high: Bound | None = None
     scale: Literal["linear", "log"] = "linear"
     choices: list[Any] | None = None
 
@@ -68,6 +71,9 @@ class Param(BaseModel):
                 raise ValueError("a categorical parameter needs a non-empty `choices` list")
             if self.low is not None or self.high is not None:
                 raise ValueError("a categorical parameter takes `choices`, not low/high")
+            odd = [c for c in self.choices if not isinstance(c, (bool, int, float, str, type(None)))]
+            if odd:  # what Optuna can store as a categorical value
+                raise ValueError(f"choices must be numbers, strings, booleans or null (got {odd[0]!r})")
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"an {self.type} parameter needs `low` and `high`")

@@ -18,7 +18,9 @@ from typing import Callable
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.exc import SQLAlchemyError
 
+from tuner.errors import UsageError
 from tuner.optimize.space import Space, _current, apply, repair, suggest
 
 # Ray Serve 2.60's defaults for the fields the space may search (AutoscalingConfig,
@@ -76,11 +78,15 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def open_storage(url: str) -> RDBStorage:
     """RDB storage with heartbeats: a trial left RUNNING by a killed process goes stale after
-    the grace period, is marked failed and enqueued again with its parameters."""
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and the way it documents
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, heartbeat_interval=10, grace_period=30,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+    the grace period, is marked failed and enqueued again with its parameters. A URL that
+    cannot be opened is a UsageError naming --storage."""
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and the way it documents
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=10, grace_period=30,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except (SQLAlchemyError, ImportError, ValueError) as e:  # a malformed URL, a missing driver, an unreachable DB
+        raise UsageError(f"--storage {url!r}: cannot open it: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
 
 
 def open_study(storage: str | RDBStorage, name: str, *, seed: int = 0, sampler: str = "tpe", pareto: bool = False,

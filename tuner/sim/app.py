@@ -19,7 +19,9 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import ValidationError
 
+from tuner.errors import first_problem
 from tuner.names import app_name, deployment_key
 from tuner.policies.serve import ServeAutoscaling, initial_target
 from tuner.sim.calibration import Calibration
@@ -60,38 +62,51 @@ class Deployed:
 
 
 def deployments_from_config(serve_config: dict) -> dict[str, Deployed]:
-    """Every deployment of the config, by name (ValueError naming a deployment the graph lacks)."""
+    """Every deployment of the config, by name (ValueError naming a deployment the graph lacks,
+    or a deployment and the setting of it that the simulator cannot take)."""
     out = {}
     for app in serve_config.get("applications") or []:
         for d in app.get("deployments") or []:
-            name = d["name"]
-            uc = d.get("user_config") or {}
-            batch = uc.get("batch") or {}
-            batched = name in BATCHED
-            size = int(batch.get("max_batch_size", DEFAULT_BATCH[0])) if batched else 1
-            wait = float(batch.get("batch_wait_timeout_s", DEFAULT_BATCH[1])) if batched else 0.0
-            ongoing = int(d.get("max_ongoing_requests") or SERVE_DEFAULT_MAX_ONGOING)
-            mux = int(uc.get("max_models_per_replica", MULTIPLEXED[name])) if name in MULTIPLEXED else 0
-            spec = DeploymentSpec(name=name, max_ongoing_requests=ongoing,
-                                  max_queued_requests=int(d.get("max_queued_requests", -1)),
-                                  max_batch_size=size, batch_wait_timeout_s=wait,
-                                  max_concurrent_batches=1 if batched else ongoing, max_models_per_replica=mux)
-            auto = d.get("autoscaling_config")
-            if d.get("num_replicas") == "auto":
-                auto = {"min_replicas": 1, "max_replicas": 100, "target_ongoing_requests": 2, **(auto or {})}
-            cfg = ServeAutoscaling.model_validate(auto) if auto else None
-            replicas = initial_target(cfg) if cfg else int(d.get("num_replicas", 1))
-            opts = d.get("ray_actor_options") or {}
-            cpus = opts.get("num_cpus")
-            demand = {"CPU": 1.0 if cpus is None else float(cpus)}
-            if opts.get("num_gpus"):
-                demand["GPU"] = float(opts["num_gpus"])
-            out[name] = Deployed(deployment_key(app_name(app), name), name, spec, replicas, cfg, demand, uc)
+            key = deployment_key(app_name(app), d["name"])
+            try:
+                out[d["name"]] = _deployed(key, d)
+            except ValidationError as e:
+                raise ValueError(f"{key}: {first_problem(e)}") from None
+            except (TypeError, ValueError) as e:  # user_config is Serve's free-form dict
+                raise ValueError(f"{key}: user_config: {e}") from None
     needed = set(ROUTES.values()) | {c for cs in CHAIN.values() for c in cs} | {c for m in BY_DOMAIN.values() for c in m.values()}
     missing = sorted(needed - set(out))
     if missing:
         raise ValueError(f"the Serve config lacks deployments the app's graph calls: {', '.join(missing)}")
     return out
+
+
+def _deployed(key: str, d: dict) -> Deployed:
+    name = d["name"]
+    uc = d.get("user_config") or {}
+    batch = uc.get("batch") or {}
+    if not isinstance(batch, dict):
+        raise ValueError(f"batch must be a mapping (got {type(batch).__name__})")
+    batched = name in BATCHED
+    size = int(batch.get("max_batch_size", DEFAULT_BATCH[0])) if batched else 1
+    wait = float(batch.get("batch_wait_timeout_s", DEFAULT_BATCH[1])) if batched else 0.0
+    ongoing = int(d.get("max_ongoing_requests") or SERVE_DEFAULT_MAX_ONGOING)
+    mux = int(uc.get("max_models_per_replica", MULTIPLEXED[name])) if name in MULTIPLEXED else 0
+    spec = DeploymentSpec(name=name, max_ongoing_requests=ongoing,
+                          max_queued_requests=int(d.get("max_queued_requests", -1)),
+                          max_batch_size=size, batch_wait_timeout_s=wait,
+                          max_concurrent_batches=1 if batched else ongoing, max_models_per_replica=mux)
+    auto = d.get("autoscaling_config")
+    if d.get("num_replicas") == "auto":
+        auto = {"min_replicas": 1, "max_replicas": 100, "target_ongoing_requests": 2, **(auto or {})}
+    cfg = ServeAutoscaling.model_validate(auto) if auto else None
+    replicas = initial_target(cfg) if cfg else int(d.get("num_replicas", 1))
+    opts = d.get("ray_actor_options") or {}
+    cpus = opts.get("num_cpus")
+    demand = {"CPU": 1.0 if cpus is None else float(cpus)}
+    if opts.get("num_gpus"):
+        demand["GPU"] = float(opts["num_gpus"])
+    return Deployed(key, name, spec, replicas, cfg, demand, uc)
 
 
 @dataclass
