@@ -43,7 +43,7 @@ from loadgen import records as rec
 from loadgen import summary as summ
 from loadgen.arrivals import ArrivalProcess, Arrivals, arrivals
 from loadgen.mix import NUM_ADAPTERS, MixSettings, RequestMix, parse_weights
-from loadgen.options import DEFAULT_HOST, add_arguments, non_loopback_reason, traffic_seconds
+from loadgen.options import DEFAULT_HOST, add_arguments, check_options, non_loopback_reason, traffic_seconds
 from loadgen.shapes import Shape, ShapeError
 from loadgen.traces import TraceData, TraceError
 
@@ -77,6 +77,7 @@ def build_traffic(opts, seconds: float, adapters: int = NUM_ADAPTERS) -> tuple[T
     """The scenario's traffic, arrival process and mix for the parsed options (raises ValueError)."""
     if _scenario is None:
         raise ShapeError("no @scenario function in the locustfile")
+    check_options(opts)
     made = _scenario(opts, seconds)
     traffic = made if isinstance(made, Traffic) else Traffic(made)
     kind = opts.arrival or ("replay" if traffic.trace is not None else "poisson")
@@ -260,10 +261,11 @@ class Collector:
         self.closed = True
         self.writer.close()
         opts = self.env.parsed_options
-        df = rec.load(self.writer.path)
+        df = rec.load(self.writer.path, columns=summ.COLUMNS)
         summary = summ.summarize(df)
         cpu = {g: d["cpu_pct"] for g, d in self.done.items()}
-        summary["generator_health"] = summ.health(df, cpu, opts.max_lag_ms, opts.max_cpu)
+        scheduled = {g: d["arrivals"] for g, d in self.done.items() if "arrivals" in d}
+        summary["generator_health"] = summ.health(df, cpu, opts.max_lag_ms, opts.max_cpu, scheduled)
         summary["records"] = str(self.writer.path)
         summary["epoch"] = self.epoch  # time 0 of the shape: the load window starts here
         summary["traffic_seconds"] = traffic_seconds(opts)

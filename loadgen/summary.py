@@ -6,7 +6,9 @@ time from the actual send. Requests still running when the run was cut off enter
 percentiles at their lower bound (cut time - scheduled) and are counted as `unfinished`:
 leaving them out would hide exactly the overload the run is meant to show. `errors` counts
 failed responses; `error_rate` is (failed + unfinished) / sent: a request never answered
-failed from the user's side.
+failed from the user's side. Failed answers are further split by kind (`failure_kind`):
+`rejected` (503: Serve's backpressure once `max_queued_requests` is full, answered at once)
+is a different fault from `timeouts` (no answer in time), and a tuner should see which.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from loadgen.records import itl_values
+
 PERCENTILES = (50, 90, 95, 99, 99.9)
+# the record fields a summary reads: loading only these keeps a million records small
+COLUMNS = ["scheduled", "sent", "end", "route", "status", "error", "ttft_ms", "itl_ms", "generator",
+           "dropped", "unfinished", "degraded"]
 
 
 def _pcts(values, prefix: str) -> dict[str, float | None]:
@@ -31,44 +38,84 @@ def ok_mask(df: pd.DataFrame) -> pd.Series:
     return (~df["dropped"]) & (~df["unfinished"]) & df["error"].isna() & df["status"].between(200, 399)
 
 
-def _group(df: pd.DataFrame, span_s: float) -> dict:
-    sent = df[~df["dropped"]]
-    done = sent[~sent["unfinished"]]
-    ok = ok_mask(df)
-    itl = np.concatenate([np.empty(0)] + [np.asarray(x, dtype=float) for x in sent["itl_ms"].dropna()])
-    errors = sent[~ok[sent.index]]
+FAILURE_KINDS = ("ok", "degraded", "rejected", "timeout", "error", "unfinished", "dropped")
+REJECTED_STATUS = 503  # what Serve's proxy answers when a deployment's queue is full
+TIMEOUT_STATUS = (408, 504)  # Serve's request_timeout_s, a gateway's timeout
+
+
+def _matches(values: pd.Series, pattern: str) -> np.ndarray:
+    """Which values contain `pattern` (a case-insensitive regex); null never does. A categorical
+    column is matched once per category, not once per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        hit = np.asarray(values.cat.categories.astype(str).str.contains(pattern, case=False, regex=True), dtype=bool)
+        codes = values.cat.codes.to_numpy()
+        return np.append(hit, False)[np.where(codes >= 0, codes, len(hit))]
+    return values.astype(str).str.contains(pattern, case=False, na=False).to_numpy(dtype=bool) & values.notna().to_numpy()
+
+
+def failure_kind(df: pd.DataFrame) -> pd.Series:
+    """Each record's outcome, one of FAILURE_KINDS: answered well (`ok`, or `degraded` when the
+    app marked its answer so), refused by backpressure, timed out (the client's or the server's
+    timeout), another failure, never answered, or never sent."""
+    ok = ok_mask(df).to_numpy()
+    status = df["status"].to_numpy()
+    degraded = df["degraded"].fillna(False).to_numpy(dtype=bool) if "degraded" in df else np.zeros(len(df), bool)
+    timed_out = np.isin(status, TIMEOUT_STATUS) | _matches(df["error"], "timeout|timed out")
+    code = np.select([df["dropped"].to_numpy(), df["unfinished"].to_numpy(), ok & degraded, ok,
+                      status == REJECTED_STATUS, timed_out],
+                     [6, 5, 1, 0, 2, 3], default=4)
+    return pd.Series(pd.Categorical.from_codes(code, FAILURE_KINDS), index=df.index)
+
+
+def _group(df: pd.DataFrame, rows: np.ndarray, kinds: pd.Series, ok: np.ndarray, span_s: float) -> dict:
+    """The figures of the records where `rows` is true; masks, not copies of the frame, so a
+    million records summarise in little more memory than they take."""
+    dropped, unfinished = df["dropped"].to_numpy(), df["unfinished"].to_numpy()
+    sent = rows & ~dropped
+    done = sent & ~unfinished
+    good = rows & ok
+    failed = sent & ~ok
+    n_sent, n_failed, n_unfinished = int(sent.sum()), int(failed.sum()), int((sent & unfinished).sum())
+    counts = kinds[rows].value_counts()
+    errors = df.loc[failed, ["error", "status"]]
+    labels = errors["error"].astype(object).where(errors["error"].notna(),
+                                                  "HTTP " + errors["status"].astype("Int64").astype(str))
     out = {
-        "arrivals": int(len(df)),
-        "sent": int(len(sent)),
-        "ok": int(ok.sum()),
-        "errors": int(len(errors) - sent["unfinished"].sum()),
-        "dropped": int(df["dropped"].sum()),
-        "unfinished": int(sent["unfinished"].sum()),
-        "offered_rps": len(df) / span_s if span_s > 0 else None,
-        "throughput_rps": int(ok.sum()) / span_s if span_s > 0 else None,
-        "error_rate": float((len(errors)) / len(sent)) if len(sent) else None,
-        "top_errors": {str(k): int(v) for k, v in
-                       errors["error"].fillna("HTTP " + errors["status"].astype("Int64").astype(str)).value_counts().head(5).items()},
+        "arrivals": int(rows.sum()),
+        "sent": n_sent,
+        "ok": int(good.sum()),
+        "errors": n_failed - n_unfinished,
+        "rejected": int(counts.get("rejected", 0)),
+        "timeouts": int(counts.get("timeout", 0)),
+        "degraded": int(counts.get("degraded", 0)),
+        "dropped": int((rows & dropped).sum()),
+        "unfinished": n_unfinished,
+        "offered_rps": int(rows.sum()) / span_s if span_s > 0 else None,
+        "throughput_rps": int(good.sum()) / span_s if span_s > 0 else None,
+        "error_rate": n_failed / n_sent if n_sent else None,
+        "top_errors": {str(k): int(v) for k, v in labels.value_counts().head(5).items()},
     }
-    out |= _pcts(sent["latency_ms"], "latency_ms")
-    out |= _pcts(done["service_ms"], "service_ms")
-    out |= _pcts(sent["lag_ms"], "lag_ms")
-    out |= _pcts(sent["ttft_ms"], "ttft_ms")
-    out |= _pcts(itl, "itl_ms")
+    out |= _pcts(df["latency_ms"].to_numpy()[sent], "latency_ms")
+    out |= _pcts(df["service_ms"].to_numpy()[done], "service_ms")
+    out |= _pcts(df["lag_ms"].to_numpy()[sent], "lag_ms")
+    out |= _pcts(df["ttft_ms"].to_numpy(dtype=float, na_value=np.nan)[sent], "ttft_ms")
+    out |= _pcts(itl_values(df["itl_ms"][sent]) if "itl_ms" in df else np.empty(0), "itl_ms")
     return out
 
 
 def summarize(df: pd.DataFrame) -> dict:
     """Counts, rates and exact percentiles, overall and per route."""
+    kinds, ok, everything = failure_kind(df), ok_mask(df).to_numpy(), np.ones(len(df), bool)
     if df.empty:
-        return {"span_s": 0.0, "overall": _group(df, 0.0), "routes": {}}
+        return {"span_s": 0.0, "overall": _group(df, everything, kinds, ok, 0.0), "routes": {}}
     start, stop = float(df["scheduled"].min()), float(df["scheduled"].max())
     span = max(stop - start, 1e-9)
+    routes = df["route"].astype(object).to_numpy()
     return {
         "start": start,
         "span_s": span,
-        "overall": _group(df, span),
-        "routes": {route: _group(g, span) for route, g in df.groupby("route", sort=True)},
+        "overall": _group(df, everything, kinds, ok, span),
+        "routes": {route: _group(df, routes == route, kinds, ok, span) for route in sorted(set(routes) - {None})},
     }
 
 
@@ -93,20 +140,27 @@ def windows(df: pd.DataFrame, window_s: float, route: str | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
-def health(df: pd.DataFrame, cpu_by_generator: dict[str, float], max_lag_ms: float, max_cpu_pct: float) -> dict:
-    """Whether the generator kept its schedule: lag p99 and CPU against the limits, per generator."""
-    out, reasons = {}, []
-    for gen, g in df.groupby("generator", sort=True):
+def health(df: pd.DataFrame, cpu_by_generator: dict[str, float], max_lag_ms: float, max_cpu_pct: float,
+           scheduled: dict[str, int] | None = None) -> dict:
+    """Whether the generator kept its schedule (lag p99 and CPU against the limits) and recorded
+    every arrival it was given (`scheduled`, per generator), per generator."""
+    out, reasons, lost = {}, [], 0
+    counts = df["generator"].astype(object).value_counts().to_dict() if len(df) else {}
+    for gen in sorted(set(counts) | set(scheduled or {})):
+        g = df[(df["generator"] == gen).to_numpy()] if gen in counts else df.iloc[:0]
         lag = g.loc[~g["dropped"], "lag_ms"].dropna().to_numpy()
         lag_p99 = float(np.percentile(lag, 99)) if lag.size else 0.0
         cpu = cpu_by_generator.get(gen)
-        out[gen] = {"lag_ms_p99": lag_p99, "cpu_pct": cpu, "requests": int(len(g))}
+        out[gen] = {"lag_ms_p99": lag_p99, "cpu_pct": cpu, "requests": int(counts.get(gen, 0))}
         if lag_p99 > max_lag_ms:
             busy = "" if cpu is None or cpu > max_cpu_pct else f" with its own CPU at {cpu:.0f}%: other processes held the CPUs"
             reasons.append(f"{gen}: schedule lag p99 {lag_p99:.1f} ms > {max_lag_ms:g} ms{busy}")
         if cpu is not None and cpu > max_cpu_pct:
             reasons.append(f"{gen}: CPU {cpu:.0f}% > {max_cpu_pct:g}%")
-    return {"generators": out, "saturated": bool(reasons), "reasons": reasons,
+        if scheduled and gen in scheduled:
+            out[gen]["scheduled"] = int(scheduled[gen])
+            lost += max(0, int(scheduled[gen]) - int(counts.get(gen, 0)))
+    return {"generators": out, "saturated": bool(reasons), "reasons": reasons, "lost_records": lost,
             "limits": {"max_lag_ms": max_lag_ms, "max_cpu_pct": max_cpu_pct}}
 
 
@@ -116,12 +170,13 @@ def _fmt(v) -> str:
 
 def render(summary: dict, gen_health: dict | None = None) -> str:
     """A plain-text table in the style of Locust's own summary."""
-    head = f"{'route':<24}{'arrivals':>9}{'ok':>8}{'err':>6}{'drop':>6}{'unfin':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'lag p99':>9}"
-    lines = ["Exact percentiles from every request (latency in ms from the scheduled send):", head, "-" * len(head)]
+    head = f"{'route':<24}{'arrivals':>9}{'ok':>8}{'err':>6}{'503':>6}{'t/o':>6}{'drop':>6}{'unfin':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'lag p99':>9}"
+    lines = ["Exact percentiles from every request (latency in ms from the scheduled send; "
+             "of the errors, 503 = refused by backpressure, t/o = timed out):", head, "-" * len(head)]
     rows = list(summary["routes"].items()) + [("Aggregated", summary["overall"])]
     for name, s in rows:
         lines.append(
-            f"{name[:23]:<24}{s['arrivals']:>9}{s['ok']:>8}{s['errors']:>6}{s['dropped']:>6}{s['unfinished']:>6}"
+            f"{name[:23]:<24}{s['arrivals']:>9}{s['ok']:>8}{s['errors']:>6}{s.get('rejected', 0):>6}{s.get('timeouts', 0):>6}{s['dropped']:>6}{s['unfinished']:>6}"
             f"{_fmt(s['latency_ms_p50']):>9}{_fmt(s['latency_ms_p90']):>9}{_fmt(s['latency_ms_p99']):>9}"
             f"{_fmt(s['latency_ms_p99.9']):>9}{_fmt(s['latency_ms_max']):>9}{_fmt(s['lag_ms_p99']):>9}"
         )
@@ -131,7 +186,10 @@ def render(summary: dict, gen_health: dict | None = None) -> str:
                      f"ITL p50 {_fmt(o['itl_ms_p50'])} ms, p99 {_fmt(o['itl_ms_p99'])} ms")
     if gen_health:
         for gen, h in gen_health["generators"].items():
-            lines.append(f"generator {gen}: lag p99 {h['lag_ms_p99']:.2f} ms, CPU {_fmt(h['cpu_pct'])}%, {h['requests']} arrivals")
+            of = f" of {h['scheduled']} scheduled" if "scheduled" in h else ""
+            lines.append(f"generator {gen}: lag p99 {h['lag_ms_p99']:.2f} ms, CPU {_fmt(h['cpu_pct'])}%, {h['requests']} arrivals recorded{of}")
+        if gen_health.get("lost_records"):
+            lines.append(f"WARNING: {gen_health['lost_records']} scheduled arrivals have no record")
         if gen_health["saturated"]:
             lines.append("WARNING: the load generator fell behind its schedule; latencies include its own delay: "
                          + "; ".join(gen_health["reasons"]))

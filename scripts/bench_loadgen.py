@@ -104,7 +104,7 @@ MEMORY = textwrap.dedent("""
     w.write(records.decode(records.encode(buf.take())))
     w.close()
     write_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    s = summary.summarize(records.load(path))
+    s = summary.summarize(records.load(path, columns=summary.COLUMNS))
     total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(base / 1024, write_peak / 1024, total / 1024, s["overall"]["arrivals"])
 """)
@@ -118,11 +118,26 @@ def memory(n: int, tmp: Path) -> tuple[float, float, float]:
     return float(out[0]), float(out[1]), float(out[2])
 
 
+def _print_memory(n: int, tmp: Path) -> None:
+    base, write_peak, total = memory(n, tmp)
+    print(f"\nRecords path for {n:,} requests: peak RSS {write_peak:.0f} MB while writing "
+          f"({write_peak - base:.0f} MB above the {base:.0f} MB of the imports); "
+          f"{total:.0f} MB after loading them and computing the exact summary.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--memory-only", action="store_true", help="only the records path's memory (no load runs)")
     a = ap.parse_args()
+    if a.memory_only:
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            _print_memory(a.records, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     port = free_port()
     host = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(pinned(1, [PY, "-m", "loadgen.echo_server", "--port", str(port), "--itl-ms", "5"]),
@@ -158,10 +173,7 @@ def main() -> None:
             s = open_loop(host, tmp / "run", rate, a.seconds, mix="rag=1,predict=1,lora=1")
             h = next(iter(s["generator_health"]["generators"].values()))
             print(f"| {rate} | {h['cpu_pct']:.1f} | {h['lag_ms_p99']:.2f} |")
-        base, write_peak, total = memory(a.records, tmp)
-        print(f"\nRecords path for {a.records:,} requests: peak RSS {write_peak:.0f} MB while writing "
-              f"({write_peak - base:.0f} MB above the {base:.0f} MB of the imports); "
-              f"{total:.0f} MB after loading them and computing the exact summary.")
+        _print_memory(a.records, tmp)
     finally:
         server.terminate()
         server.wait(10)

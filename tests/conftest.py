@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
+import uuid
 
 import psutil
 import pytest
 
+SESSION_ENV = "TUNER_TEST_SESSION"  # inherited by every process a test starts, and its children
 OUR_PROCESS = re.compile(r"raylet|gcs_server|ray::|ray start|prometheus|milvus_lite|llm_server|dashboard|locust|echo_server", re.I)
 
 
@@ -18,15 +22,16 @@ def built_models():
     return build_all()
 
 
-def our_processes(exclude: set[int]) -> list[str]:
-    """Live processes of the stack's kinds, other than those in `exclude` (pids)."""
+def our_processes(exclude: set[int], session: str | None = None) -> list[str]:
+    """Live processes of the stack's kinds, other than those in `exclude` (pids); with
+    `session`, only those started under this test session (another run's are not ours)."""
     found = []
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             if p.info["pid"] in exclude or p.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             cmd = " ".join(p.info["cmdline"] or [])
-            if OUR_PROCESS.search(cmd):
+            if OUR_PROCESS.search(cmd) and (session is None or p.environ().get(SESSION_ENV) == session):
                 found.append(f"{p.info['pid']}: {cmd[:120]}")
         except psutil.Error:
             pass
@@ -36,3 +41,29 @@ def our_processes(exclude: set[int]) -> list[str]:
 def pid_snapshot() -> set[int]:
     """The pids alive now."""
     return set(psutil.pids())
+
+
+def wait_gone(before: set[int], timeout_s: float, session: str | None = None) -> list[str]:
+    """`our_processes(before, session)` once it is empty, or what is still there after
+    `timeout_s` (Ray's daemons take a few seconds to exit after a shutdown)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := our_processes(before, session)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """After the whole session (every other fixture torn down, failures included), no process
+    of the stack's kinds that started during it may still run: fail, naming them, and stop them."""
+    session = os.environ.setdefault(SESSION_ENV, uuid.uuid4().hex)
+    before = pid_snapshot()
+    yield
+    left = wait_gone(before, 30, session)
+    if left:
+        for line in left:
+            try:
+                psutil.Process(int(line.split(":")[0])).kill()
+            except psutil.Error:
+                pass
+        pytest.fail("processes left behind by the tests (now killed):\n" + "\n".join(left), pytrace=False)

@@ -19,6 +19,8 @@ def test_specs_parse_with_their_defaults():
     assert parse_fault("llm-slow@5+10", 60).options == {"factor": 3.0}
     f = parse_fault("kill-replica@20s:deployment=Reranker", 60)
     assert f.duration_s is None and f.options == {"deployment": "Reranker"}
+    assert parse_fault("prometheus-restart@10s", 60).duration_s is None  # its duration is optional
+    assert parse_fault("prometheus-restart@10s+8s", 60).duration_s == 8
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -3,6 +3,7 @@ whose file `records.load` reads back with the derived latency columns."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -54,7 +55,9 @@ def test_writer_and_load_with_derived_latencies(tmp_path):
 
     df = records.load(path)
     assert df["route"].tolist() == [r["route"] for r in ROWS]
-    assert df["itl_ms"][0].tolist() == [1.5, 2.25] and df["itl_ms"][1] is None
+    assert list(df["itl_ms"][0]) == [1.5, 2.25] and pd.isna(df["itl_ms"][1])
+    assert records.itl_values(df["itl_ms"]).tolist() == [1.5, 2.25] + list(ROWS[2].get("itl_ms") or [])
+    assert isinstance(df["route"].dtype, pd.CategoricalDtype)  # one string per category, not per row
     assert df["dropped"].tolist() == [False, True, False] and df["unfinished"].tolist() == [False, False, True]
     assert df["latency_ms"][[0, 2]].tolist() == pytest.approx([1000, 3000])  # end - scheduled
     assert df["service_ms"][[0, 2]].tolist() == pytest.approx([750, 3000])  # end - sent

@@ -3,6 +3,8 @@ and how repeats of a trial combine (medians, re-judged verdict, chosen repeat, s
 
 from __future__ import annotations
 
+import os
+
 import json
 import statistics
 
@@ -135,7 +137,7 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path, summ, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(res.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         write_result(path, first)
     assert load_result(path) == second  # the old file is intact: the new one went to a temp file

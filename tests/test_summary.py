@@ -146,13 +146,22 @@ def test_health_flags_a_saturated_generator(lag_ms, cpu, saturated, reason):
         assert h["reasons"] == []
 
 
+def test_health_counts_scheduled_arrivals_without_a_record():
+    rows = [dict(scheduled=T0 + i, sent=T0 + i, end=T0 + i + 0.1, route="rag", status=200, generator="g1") for i in range(5)]
+    h = summary.health(frame(rows), {}, max_lag_ms=10.0, max_cpu_pct=80.0, scheduled={"g1": 5, "g2": 3})
+    assert h["lost_records"] == 3 and h["generators"]["g2"]["requests"] == 0  # g2 reported but recorded nothing
+    assert h["generators"]["g1"]["scheduled"] == 5
+    assert "3 scheduled arrivals have no record" in summary.render(summary.summarize(frame(rows)), h)
+    assert summary.health(frame(rows), {}, 10.0, 80.0, scheduled={"g1": 5})["lost_records"] == 0
+
+
 def test_render_names_every_route_and_the_total(df, result):
     h = summary.health(df, {"g1": 99.0}, max_lag_ms=10.0, max_cpu_pct=80.0)
     text = summary.render(result, h)
     lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     for name in ("rag", "predict", "lora", "Aggregated"):
         assert name in lines
-    assert lines["Aggregated"].split()[1:6] == ["64", "60", "2", "1", "1"]
+    assert lines["Aggregated"].split()[1:8] == ["64", "60", "2", "0", "0", "1", "1"]
     assert "TTFT" in text and "WARNING" in text and "generator g1" in text
     assert "WARNING" not in summary.render(result)
 
@@ -160,3 +169,25 @@ def test_render_names_every_route_and_the_total(df, result):
 def test_summarize_empty(df):
     empty = summary.summarize(df.iloc[:0])
     assert empty["routes"] == {} and empty["overall"]["arrivals"] == 0 and empty["overall"]["latency_ms_p50"] is None
+
+
+def test_failure_kinds_split_backpressure_from_timeouts():
+    rows = [dict(scheduled=T0 + i, sent=T0 + i, end=T0 + i + 0.1, route="rag", generator="g1", **kw) for i, kw in enumerate([
+        dict(status=200),
+        dict(status=200, degraded=True),
+        dict(status=503),  # Serve's max_queued_requests refusing at once
+        dict(error="TimeoutError: timed out"),  # the client gave up
+        dict(status=408),  # Serve's request_timeout_s
+        dict(error="ConnectionTimeout: connect timeout"),
+        dict(status=500),
+        dict(error="ConnectError: connection refused"),
+        dict(unfinished=True, error="unfinished at stop"),
+        dict(dropped=True, error="dropped: 8 requests in flight"),
+    ])]
+    df = frame(rows)
+    assert list(summary.failure_kind(df)) == ["ok", "degraded", "rejected", "timeout", "timeout", "timeout",
+                                              "error", "error", "unfinished", "dropped"]
+    g = summary.summarize(df)["overall"]
+    assert (g["ok"], g["degraded"], g["errors"], g["rejected"], g["timeouts"]) == (2, 1, 6, 1, 3)
+    text = summary.render(summary.summarize(df))
+    assert "503" in text and "t/o" in text

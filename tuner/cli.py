@@ -35,16 +35,9 @@ def _stack_config(state_dir: Path, serve_config: Path | None = None, **ports: Op
 
 
 def _stack(state_dir: Path):
-    """The stack recorded in `state_dir`, with the config it was started with."""
-    import json
+    from tuner.stack import Stack
 
-    from tuner.stack import STATE_FILE, Stack
-
-    try:
-        recorded = json.loads((state_dir / STATE_FILE).read_text())["config"]
-        return Stack(StackConfig.model_validate(recorded))
-    except (FileNotFoundError, KeyError, ValueError):
-        return Stack(StackConfig(state_dir=state_dir))
+    return Stack.recorded(state_dir)
 
 
 @stack_app.command("up")
@@ -131,6 +124,7 @@ def run(
     Exit 0 target met, 1 missed, 2 usage error, 3 could not measure."""
     from tuner import cost, deploy, trial
     from tuner.faults import parse_fault
+    from tuner.outdir import prepare_out
     from tuner.run_view import PhaseProgress, print_result
     from tuner.target import parse_target
 
@@ -140,7 +134,7 @@ def run(
     price_table = cost.load_prices(prices)
     path = trial.scenario_path(scenario)
     info = trial.check_scenario(path, duration, list(ctx.args))
-    trial.prepare_out(out, force)
+    prepare_out(out, force)
     stack = _stack(state_dir)
     if stack_up and not stack.running():
         from tuner.stack import Stack
@@ -184,6 +178,7 @@ def sim(
     Options the command does not know go to the scenario, e.g. `--rate 4 --burst-rps 10`.
     Exit 0 target met, 1 missed, 2 usage error."""
     from tuner import cost, deploy, simulate, trial
+    from tuner.outdir import prepare_out
     from tuner.run_view import print_result
     from tuner.sim.calibration import load_calibration
     from tuner.target import parse_target
@@ -195,7 +190,7 @@ def sim(
     layer, llm = simulate.load_cluster(cluster, cluster_file, llm_hpa)
     path = trial.scenario_path(scenario)
     info, plan = simulate.scenario_plan(path, duration, list(ctx.args), seed)
-    trial.prepare_out(out, force)
+    prepare_out(out, force)
     spec = simulate.SimSpec(serve_config=serve_config, config_path=config, scenario=path, scenario_args=tuple(ctx.args),
                             target=tgt, duration_s=duration, out=out, prices=price_table, calibration=cal,
                             cluster=layer, llm_hpa=llm, warmup_s=warmup, seed=seed, scenario_info=info)
@@ -228,6 +223,7 @@ def validate(
     2 usage error, 3 the real trial could not be measured."""
     from tuner import cost, deploy, simulate, trial
     from tuner import validate as val
+    from tuner.outdir import prepare_out
     from tuner.run_view import PhaseProgress
     from tuner.sim.calibration import load_calibration
     from tuner.target import parse_target
@@ -246,7 +242,7 @@ def validate(
     layer, _ = simulate.load_cluster("fixed")
     path = trial.scenario_path(scenario)
     info = trial.check_scenario(path, duration, list(args))
-    trial.prepare_out(out, force)
+    prepare_out(out, force)
     stack = _stack(state_dir)
     real_spec = trial.TrialSpec(serve_config=serve_config, config_path=config, scenario=path, scenario_args=args,
                                 target=tgt, duration_s=duration, out=out, prices=price_table, warmup_s=warmup, seed=seed,
@@ -335,6 +331,7 @@ def optimize(
     from tuner.optimize.output import write_outputs
     from tuner.optimize.space import load_space
     from tuner.optimize.study import SAMPLERS, best_trial, completed, open_storage, pareto_front, run_study
+    from tuner.outdir import holds_files, make_out
     from tuner.run_view import PhaseProgress
     from tuner.sim.calibration import load_calibration
     from tuner.target import parse_target
@@ -361,7 +358,7 @@ def optimize(
         name, _, rest = item.partition(":")
         path, args = trial.scenario_path(name), tuple(shlex.split(rest))
         scenarios.append((path, args, trial.check_scenario(path, duration, list(args))))
-    if out.exists() and any(out.iterdir()) and not resume:
+    if holds_files(out) and not resume:
         raise UsageError(f"--out {out} already holds a study; pass --resume to continue it, or choose another folder")
     stack = None
     if backend != "sim":
@@ -374,7 +371,7 @@ def optimize(
 
             stack = Stack(_stack_config(state_dir, config))
             stack.up(log=console.print)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out(out)
     url = storage or f"sqlite:///{out.resolve() / 'study.db'}"
     store = open_storage(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -496,7 +493,8 @@ def _print_optimize(summary: dict) -> None:
 @app.command("report")
 def report(
     folder: Path = typer.Argument(..., help="a trial, study, validation or bench folder"),
-    out: Optional[Path] = typer.Option(None, "--out", help="the HTML file (default: FOLDER/report.html)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the HTML file (default: FOLDER/report.html); an existing "
+                                       "file is replaced: the page is derived from FOLDER, which is never changed"),
 ) -> None:
     """One self-contained HTML page with the plots for a trial (`tuner run`/`tuner sim`), a
     study (`tuner optimize`), a validation (`tuner validate`) or a nightly bench (`tuner bench`)."""
@@ -529,6 +527,7 @@ def bench(
     prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
     stack_up: bool = typer.Option(False, "--stack-up", help="real: start the stack first if it is not running"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
+    force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Run the nightly suite, append its figures to the history, and flag regressions with a
@@ -544,6 +543,7 @@ def bench(
     from tuner import cost, history
     from tuner.changepoint import DEFAULT_DETECTOR
     from tuner.errors import StackError
+    from tuner.outdir import prepare_out
 
     backends = {"sim": ("sim",), "real": ("real",), "both": ("sim", "real")}.get(backend)
     if backends is None:
@@ -555,7 +555,12 @@ def bench(
     night = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     commit, machine = b.commit_id(), b.machine_name()
     if not analyze_only:
+        from tuner.sim.calibration import load_calibration
+
         b.check_cases(the_suite, backends)
+        price_table, cal = cost.load_prices(prices), load_calibration(calibration)
+    prepare_out(out, force)
+    if not analyze_only:
         stack = None
         if "real" in backends:
             stack = _stack(state_dir)
@@ -568,17 +573,15 @@ def bench(
                 stack = Stack(_stack_config(state_dir))
                 stack.up(log=console.print)
         from tuner.run_view import PhaseProgress
-        from tuner.sim.calibration import load_calibration
 
-        out.mkdir(parents=True, exist_ok=True)
         with PhaseProgress(console) as progress:
             def show(run):
                 m = b.metrics(run.result)
                 progress.print(f"{run.backend}/{run.case.name}: {run.result.status}, p99 {m['p99_ms'] or float('nan'):.0f} ms, "
                                f"{m['cost_per_hour'] or float('nan'):.4f}/h")
 
-            runs = b.run_suite(the_suite, backends, out, stack=stack, prices=cost.load_prices(prices),
-                               calibration=load_calibration(calibration), report=progress, on_case=show)
+            runs = b.run_suite(the_suite, backends, out, stack=stack, prices=price_table, calibration=cal,
+                               report=progress, on_case=show)
         rows = b.night_rows(runs, night, commit, machine, the_suite.name)
         hist = history.append(history_dir, rows)
     found, _ = history.analyse(hist[hist["suite"] == the_suite.name], recent=recent, min_change=min_change)
@@ -588,7 +591,6 @@ def bench(
                "wall_s": time.monotonic() - started, "rows": rows,
                "cases": {f"{r.backend}/{r.case.name}": {"status": r.result.status, "folder": str(r.folder)} for r in runs},
                "regressions": history.as_dicts(found)}
-    out.mkdir(parents=True, exist_ok=True)
     (out / ".bench.json.tmp").write_text(json.dumps(summary, indent=1, default=str))
     (out / ".bench.json.tmp").replace(out / "bench.json")
     if not no_report:
@@ -606,7 +608,7 @@ def bench(
 
 @app.command("export")
 def export(
-    out: Path = typer.Option(..., "--out", help="folder for the manifests (files of the same names are replaced)"),
+    out: Path = typer.Option(..., "--out", help="folder for the manifests (refused if it holds files, unless --force)"),
     config: Optional[Path] = typer.Option(None, "--config", help="a Serve config file to export"),
     study: Optional[Path] = typer.Option(None, "--study", help="a `tuner optimize --out` folder: its best configuration"),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="ray-autoscaler or hpa: what sizes the worker pods "
@@ -624,6 +626,7 @@ def export(
     redis_address: Optional[str] = typer.Option(None, "--redis-address", help="Redis for GCS fault tolerance (host:port)"),
     prices: Optional[Path] = typer.Option(None, "--prices", help="price table for the dashboard's cost panel"),
     check: bool = typer.Option(False, "--check", help="validate the files offline (schemas, promtool, round trip)"),
+    force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
 ) -> None:
     """Write Kubernetes manifests (KubeRay RayService, HPA, monitoring, NetworkPolicy, Grafana)
     for a Serve config or a study's best configuration.
@@ -635,6 +638,7 @@ def export(
     from tuner import cost
     from tuner.export import bundle, check as checks, inputs
     from tuner.export.settings import ExportSettings
+    from tuner.outdir import prepare_out
 
     if config and study:
         raise UsageError("--config and --study: give one of them")
@@ -660,6 +664,7 @@ def export(
     tuned = (inputs.from_config(config, cluster, cluster_file, target) if config
              else inputs.from_study(study, cluster, cluster_file, target))
     files = bundle.build(tuned, settings, formats, cost.load_prices(prices))
+    prepare_out(out, force)
     bundle.write(out, files)
     console.print(f"wrote {', '.join(files)} to {out}/ (cluster layer {tuned.cluster.layer})")
     if check:
@@ -683,6 +688,7 @@ def profile(
     levels: str = typer.Option("1,2,4,8", "--levels", help="closed-loop concurrency levels, e.g. 1,2,4,8"),
     name: str = typer.Option("measured", "--name", help="the calibration's name in results"),
     rederive: bool = typer.Option(False, "--from-measurements", help="derive again from --out's measurements.json, measure nothing"),
+    force: bool = typer.Option(False, "--force", help="replace what --out already holds (a measurement run)"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Measure the running stack (each route at each concurrency level) and write the
@@ -690,6 +696,7 @@ def profile(
     times, overheads, the LLM's prompt length and latency profile."""
     from tuner import profile as prof
     from tuner.errors import StackError
+    from tuner.outdir import prepare_out
 
     try:
         lv = tuple(int(x) for x in levels.split(","))
@@ -700,6 +707,7 @@ def profile(
     if rederive:
         cal = prof.derive_from(out, name)
     else:
+        prepare_out(out, force)
         stack = _stack(state_dir)
         if not stack.running():
             raise StackError(f"no stack is running from {state_dir}: run `tuner stack up` first")
@@ -713,16 +721,27 @@ def profile(
 
 
 def main() -> None:
-    """Entry point: a TunerError becomes one line on stderr and its exit code; typer/click
-    handle their own usage errors (exit 2)."""
+    """Entry point: a TunerError, or a usage error typer finds in the options (a bad value, a
+    missing or unknown option), becomes one line on stderr and its exit code (2 for usage)."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as e:  # click's exceptions (typer vendors click), in place of typer's boxed message
+        if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already (its own test, too)
+            raise SystemExit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _fail(" ".join(e.format_message().splitlines()) + hint, e.exit_code)
     except TunerError as e:
-        Console(stderr=True).print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        raise SystemExit(e.exit_code)
+        _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: what was recorded is kept (marked partial)", soft_wrap=True)
         raise SystemExit(130)
+    raise SystemExit(code)
+
+
+def _fail(message: str, code: int) -> None:
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

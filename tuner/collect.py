@@ -12,6 +12,7 @@ import pandas as pd
 from tuner import promql
 from tuner.names import deployment_key
 from tuner.prometheus import Prometheus
+from tuner.prometheus_config import RAY_JOB
 from tuner.result import DeploymentResult, Percentiles
 from tuner.target import Clause, Target
 
@@ -26,6 +27,7 @@ class ServerView:
     deployments: dict[str, DeploymentResult] = field(default_factory=dict)
     replicas: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     series: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scrapes: list[float] = field(default_factory=list)  # unix times of every successful scrape of Ray
 
 
 def window(start: float, at: float) -> str:
@@ -81,6 +83,7 @@ def collect(prom: Prometheus, target: Target, start: float, end: float, at: floa
         frames.append(df)
     view.series = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     view.replicas = _timelines(view.series, "replicas")
+    view.scrapes = [t for t, up in prom.raw_samples(promql.scrape_up(RAY_JOB), series_from, at) if up == 1]
     view.deployments = _deployments(prom, view.series, start, end, at)
     return view
 

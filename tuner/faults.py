@@ -12,7 +12,8 @@ START and DURATION are seconds into the load window (`30s`, `1.5m`). Kinds:
 - `kill-replica`: one replica of `deployment=NAME` dies (its process is killed, as Ray loses
   a replica when its worker crashes); Serve replaces it;
 - `kill-controller`: the Serve controller's process dies; Ray restarts it;
-- `prometheus-restart`: the stack's Prometheus is stopped and started again.
+- `prometheus-restart`: the stack's Prometheus is stopped and started again, after staying
+  down for DURATION if one is given (a crash-looping or rescheduled Prometheus).
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuner.errors import UsageError
 
 Kind = Literal["llm-outage", "llm-errors", "llm-hang", "llm-slow", "kill-replica", "kill-controller", "prometheus-restart"]
-# kind -> (needs a duration, allowed options with their defaults)
-KINDS: dict[str, tuple[bool, dict[str, str | float | None]]] = {
-    "llm-outage": (True, {}),
-    "llm-errors": (True, {"status": 500.0, "rate": 1.0}),
-    "llm-hang": (True, {}),
-    "llm-slow": (True, {"factor": 3.0}),
-    "kill-replica": (False, {"deployment": None}),
-    "kill-controller": (False, {}),
-    "prometheus-restart": (False, {}),
+Duration = Literal["required", "optional", "none"]
+# kind -> (its duration, allowed options with their defaults)
+KINDS: dict[str, tuple[Duration, dict[str, str | float | None]]] = {
+    "llm-outage": ("required", {}),
+    "llm-errors": ("required", {"status": 500.0, "rate": 1.0}),
+    "llm-hang": ("required", {}),
+    "llm-slow": ("required", {"factor": 3.0}),
+    "kill-replica": ("none", {"deployment": None}),
+    "kill-controller": ("none", {}),
+    "prometheus-restart": ("optional", {}),
 }
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)@(?P<start>[0-9.]+[sm]?)(?:\+(?P<dur>[0-9.]+[sm]?))?(?::(?P<opts>.+))?$")
 _UNITS = {"s": 1.0, "m": 60.0, "": 1.0}
@@ -73,12 +75,12 @@ def parse_fault(spec: str, duration_s: float) -> Fault:
     kind = m["kind"]
     if kind not in KINDS:
         raise UsageError(f"--fault {spec!r}: unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    needs_duration, allowed = KINDS[kind]
+    duration, allowed = KINDS[kind]
     start = _seconds(m["start"], spec, "start")
     dur = _seconds(m["dur"], spec, "duration") if m["dur"] else None
-    if needs_duration and not dur:
+    if duration == "required" and not dur:
         raise UsageError(f"--fault {spec!r}: {kind} needs a duration, e.g. {kind}@{m['start']}+20s")
-    if not needs_duration and dur:
+    if duration == "none" and dur:
         raise UsageError(f"--fault {spec!r}: {kind} is instantaneous; drop +{m['dur']}")
     if start >= duration_s:
         raise UsageError(f"--fault {spec!r}: starts at {start:g} s, after the {duration_s:g} s load window")

@@ -4,12 +4,12 @@ metric's series (tuner.changepoint) flags the changes for the worse among the ne
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
+from tuner.atomic import write_text
 from tuner.bench import METRICS
 from tuner.changepoint import ChangePoint, change_points, regression
 from tuner.errors import UsageError
@@ -46,11 +46,7 @@ def append(folder: Path, rows: list[dict]) -> pd.DataFrame:
     df = read_history(folder)
     new = pd.DataFrame(rows, columns=COLUMNS)
     both = new if df.empty else pd.concat([df, new], ignore_index=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = history_file(folder)
-    tmp = path.with_name(f".{path.name}.tmp")
-    both.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_text(history_file(folder), both.to_csv(index=False))
     return both
 
 

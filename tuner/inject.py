@@ -67,8 +67,8 @@ def inject(stack, f: Fault) -> str:
         pid = _controller_pid(stack)
         os.kill(pid, signal.SIGKILL)
         return f"killed the Serve controller (pid {pid})"
-    stack.restart_prometheus()
-    return "Prometheus restarted"
+    stack.restart_prometheus(down_s=f.duration_s or 0.0)
+    return "Prometheus restarted" + (f" after {f.duration_s:g} s down" if f.duration_s else "")
 
 
 def epoch_in(folder: Path) -> float | None:

@@ -45,6 +45,12 @@ class Prometheus:
         df = pd.DataFrame(rows, columns=["labels", "t", "value"])
         return df[~df["value"].isna()].reset_index(drop=True)
 
+    def raw_samples(self, selector: str, start: float, at: float) -> list[tuple[float, float]]:
+        """Every stored sample of the series `selector` picks over [start, at], as (unix s, value)."""
+        w = f"{max(1, math.ceil(at - start))}s"
+        result = self._call(self._client.custom_query, f"{selector}[{w}]", params={"time": f"{at:.3f}"})
+        return sorted((float(t), float(v)) for r in result for t, v in r.get("values", []))
+
     def build_version(self) -> str | None:
         """The server's version, if it says."""
         import httpx

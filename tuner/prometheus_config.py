@@ -6,6 +6,8 @@ import yaml
 
 from tuner.stack_config import StackConfig
 
+RAY_JOB = "ray"  # the scrape job of Ray's metrics export port (ray_serve_*)
+
 
 def prometheus_config(cfg: StackConfig) -> dict:
     """Scrape Ray's metrics export port (ray_serve_*), the LLM backend (vllm:*) and Prometheus."""
@@ -17,7 +19,7 @@ def prometheus_config(cfg: StackConfig) -> dict:
 
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
-        "scrape_configs": [job("ray", p.ray_metrics), job("llm", p.llm), job("prometheus", p.prometheus)],
+        "scrape_configs": [job(RAY_JOB, p.ray_metrics), job("llm", p.llm), job("prometheus", p.prometheus)],
     }
 
 

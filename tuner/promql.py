@@ -215,6 +215,12 @@ def node_memory_used_bytes() -> str:
     return "sum by (ip) (ray_node_mem_used)"
 
 
+def scrape_up(job: str) -> str:
+    """1 for each successful scrape of `job`, 0 for a failed one (Prometheus's own series; a
+    selector, so its raw samples can be read to find holes)."""
+    return f'up{{job="{job}"}}'
+
+
 def trial_series(rate_window: str = "10s") -> dict[str, str]:
     """The range queries a trial records for its whole window, by name; rates and quantiles
     over `rate_window` (several scrapes, so a missed scrape does not leave a hole)."""

@@ -9,13 +9,13 @@ server numbers from Prometheus histograms (interpolated within a bucket).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tuner.atomic import write_text
 from tuner.cost import Cost
 from tuner.target import Clause
 
@@ -43,6 +43,9 @@ class RouteResult(BaseModel):
     sent: int
     ok: int = Field(description="answered with 2xx/3xx")
     errors: int = Field(description="answered with a failure or a transport error")
+    rejected: int = Field(0, description="of errors: refused with 503 (Serve's backpressure: max_queued_requests)")
+    timeouts: int = Field(0, description="of errors: no answer within the client's or the server's timeout")
+    degraded: int = Field(0, description="of ok: answered, but marked degraded by the app")
     dropped: int = Field(description="not sent: the generator's in-flight cap was reached")
     unfinished: int = Field(description="sent but not answered before the run ended")
     offered_rps: float | None
@@ -89,6 +92,7 @@ class GeneratorHealth(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     lag_ms_p99: float | None = None
     cpu_pct: float | None = None
+    lost_records: int = Field(0, description="arrivals the generators were given that have no record")
     limits: dict[str, float] = Field(default_factory=dict)
 
 
@@ -165,6 +169,13 @@ class FaultResult(BaseModel):
                                                   "after it; recovery_s from its end until no more failures")
 
 
+class GapResult(BaseModel):
+    """A span in which Prometheus recorded nothing from Ray (tuner/gaps.py)."""
+
+    start_s: float = Field(description="the last scrape before it, seconds into the load window")
+    end_s: float = Field(description="the first scrape after it, seconds into the load window")
+
+
 class TrialResult(BaseModel):
     """A trial: one configuration, one scenario, one verdict."""
 
@@ -193,6 +204,7 @@ class TrialResult(BaseModel):
     repeat: RepeatInfo | None = None
     simulation: SimInfo | None = None
     faults: list[FaultResult] = Field(default_factory=list)
+    gaps: list[GapResult] = Field(default_factory=list, description="holes in Prometheus's record of the trial")
 
     @property
     def exit_code(self) -> int:
@@ -208,6 +220,7 @@ def route_from_summary(g: dict) -> RouteResult:
     failed = g["errors"] + g["unfinished"] + g["dropped"]
     return RouteResult(
         arrivals=g["arrivals"], sent=g["sent"], ok=g["ok"], errors=g["errors"], dropped=g["dropped"],
+        rejected=g.get("rejected", 0), timeouts=g.get("timeouts", 0), degraded=g.get("degraded", 0),
         unfinished=g["unfinished"], offered_rps=g["offered_rps"], throughput_rps=g["throughput_rps"],
         error_rate=failed / g["arrivals"] if g["arrivals"] else None, latency_ms=pct("latency_ms"),
         service_ms=pct("service_ms"), ttft_ms=pct("ttft_ms"), itl_ms=pct("itl_ms"), top_errors=g["top_errors"])
@@ -263,10 +276,7 @@ def combine_repeats(results: list[TrialResult], names: list[str]) -> TrialResult
 
 def write_result(path: Path, result: TrialResult) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(result.model_dump_json(indent=2))
-    os.replace(tmp, path)
+    write_text(path, result.model_dump_json(indent=2))
 
 
 def load_result(path: Path) -> TrialResult:

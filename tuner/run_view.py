@@ -69,14 +69,16 @@ def print_result(result: TrialResult, console: Console) -> None:
         margin = "-" if cv.margin is None else f"{cv.margin:+.0%}"
         verdict.add_row(escape(cv.clause.text), cv.clause.display(cv.client), cv.clause.display(cv.server), margin, mark)
     console.print(verdict)
-    routes = Table("route", "arrivals", "ok", "err", "drop", "p50", "p99", "server p50", "server p99", "rps",
-                   title="latency in ms: client from the scheduled send (exact); server at the Serve proxy (histogram)")
+    routes = Table("route", "arrivals", "ok", "degr", "err", "503", "t/o", "drop", "p50", "p99", "server p50", "server p99", "rps",
+                   title="latency in ms: client from the scheduled send (exact); server at the Serve proxy (histogram); "
+                         "err counts unanswered requests, of which 503 = refused by backpressure, t/o = timed out")
     rows: list[tuple[str, RouteResult]] = list(result.routes.items())
     if result.overall:
         rows.append(("all", result.overall))
     for name, r in rows:
         s = r.server_latency_ms
-        routes.add_row(escape(name), str(r.arrivals), str(r.ok), str(r.errors + r.unfinished), str(r.dropped),
+        routes.add_row(escape(name), str(r.arrivals), str(r.ok), str(r.degraded), str(r.errors + r.unfinished),
+                       str(r.rejected), str(r.timeouts), str(r.dropped),
                        _ms(r.latency_ms.p50), _ms(r.latency_ms.p99), _ms(s.p50 if s else None), _ms(s.p99 if s else None),
                        "-" if r.throughput_rps is None else f"{r.throughput_rps:.2f}")
     console.print(routes)

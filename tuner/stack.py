@@ -20,6 +20,7 @@ from tuner import deploy, ports
 from tuner.errors import StackError
 from tuner.processes import ProcessRecord, spawn, stop
 from tuner.prometheus_config import render as render_prometheus_config
+from tuner.atomic import write_text
 from tuner.stack_config import StackConfig
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
@@ -40,6 +41,14 @@ class Part:
 
 class Stack:
     """The stack described by a StackConfig, with its state folder."""
+
+    @classmethod
+    def recorded(cls, state_dir: Path) -> "Stack":
+        """The stack recorded in `state_dir`, with the config it was started with (defaults if none)."""
+        try:
+            return cls(StackConfig.model_validate(json.loads((state_dir / STATE_FILE).read_text())["config"]))
+        except (FileNotFoundError, KeyError, ValueError):
+            return cls(StackConfig(state_dir=state_dir))
 
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
@@ -90,9 +99,7 @@ class Stack:
             return None
 
     def _write_state(self, state: dict) -> None:
-        tmp = self._state_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self._state_path())
+        write_text(self._state_path(), json.dumps(state, indent=1))
 
     def records(self) -> list[ProcessRecord]:
         state = self.read_state() or {}
@@ -104,6 +111,10 @@ class Stack:
     def running(self) -> bool:
         """True when any process this folder recorded is still alive."""
         return any(r.alive() for r in self.records())
+
+    def dead(self) -> list[ProcessRecord]:
+        """The recorded processes that are no longer running (a stack that died)."""
+        return [r for r in self.records() if not r.alive()]
 
     # ---- up
     def up(self, log=print) -> dict:
@@ -157,8 +168,13 @@ class Stack:
         if not self.token_path.exists():
             self.token_path.touch(mode=0o600)
             self.token_path.write_text(secrets.token_hex(32))
+        # `ray start` turns --node-ip-address=127.0.0.1 into the machine's outward address, and
+        # its agents and client server then listen there; with multi-node clusters switched off
+        # the node stays on loopback. Ray's core gRPC servers listen on every interface in this
+        # Ray version whatever is set: token authentication makes them refuse strangers.
         app_env = {"TARGET_APP_LLM_URL": f"{self.llm_url}/v1", "TARGET_APP_MILVUS_URI": self.milvus_uri,
-                   "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+                   "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+                   "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         ray_bin = str(Path(py).parent / "ray")
         self._add(state, spawn("ray", [
             ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={p.ray_gcs}",
@@ -196,10 +212,11 @@ class Stack:
                 f"--web.listen-address=127.0.0.1:{self.cfg.ports.prometheus}", "--storage.tsdb.retention.time=7d",
                 "--log.level=warn"]
 
-    def restart_prometheus(self) -> None:
-        """Stop Prometheus and start it again on the same data (a fault a trial injects)."""
+    def restart_prometheus(self, down_s: float = 0.0) -> None:
+        """Stop Prometheus and start it again on the same data after `down_s` (a fault a trial injects)."""
         state = self.read_state()
         stop([r for r in self.records() if r.name == "prometheus"])
+        time.sleep(down_s)
         rec = spawn("prometheus", self._prometheus_argv(), self.logs / "prometheus.log")
         state["processes"] = [d for d in state["processes"] if d["name"] != "prometheus"] + [rec.to_dict()]
         self._write_state(state)

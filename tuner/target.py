@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from loadgen.records import itl_values
 from loadgen.summary import ok_mask
 from tuner.errors import UsageError
 
@@ -151,6 +152,8 @@ def _parse_clause(full: str, part: str, offset: int, n: int) -> Clause:
     if not num:
         raise fail(f"expected a number after {op!r}", pos)
     value = float(num.group())
+    if not np.isfinite(value):  # hundreds of digits overflow a float
+        raise fail(f"bound is too large (a number of {len(num.group())} characters)", num.start())
     pos = _skip_space(part, num.end())
     rest = part[pos:].rstrip()
     units = _UNITS[metric]
@@ -185,8 +188,7 @@ def client_value(clause: Clause, records: pd.DataFrame, window_s: float) -> floa
     if clause.metric == "ttft":
         return _percentile(sent["ttft_ms"], clause.quantile)
     if clause.metric == "itl":
-        lists = [np.asarray(x, dtype=float) for x in sent["itl_ms"].dropna()]
-        return _percentile(np.concatenate(lists) if lists else [], clause.quantile)
+        return _percentile(itl_values(sent["itl_ms"]), clause.quantile)
     ok = int(ok_mask(df).sum())
     if clause.metric == "error_rate":
         return (len(df) - ok) / len(df)

@@ -33,7 +33,8 @@ from tuner.errors import StackError, UsageError
 from tuner.inject import Injector, epoch_in
 from tuner.names import app_name
 from tuner.prometheus import Prometheus
-from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, FaultResult, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
+from tuner.gaps import find_gaps, gap_problems
+from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
                           TargetResult, TrialResult, Window, combine_repeats, load_result, route_from_summary,
                           verdict_status, write_result)
 from tuner.target import Target, client_value, without_lag
@@ -240,9 +241,12 @@ def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timi
             rc, run_dir = run_locust(spec, host, spec.duration_s, spec.out / "load", log, extra, report)
     records = _keep_client_side(result, spec.out, rc, run_dir, log)
     result.faults = fault_results(spec.faults, injector.events, records, result.window)
+    if dead := stack.dead():
+        raise StackError("the stack died during the load: " + ", ".join(f"{r.name} (pid {r.pid})" for r in dead)
+                         + f" exited; see {stack.logs}")
     with _phase("collect", None, report, timings):
         server = _collect_server(stack, spec, prom, result)
-    _judge(result, spec, records, server, rc)
+    _judge(result, spec, records, server, rc, stack.cfg.scrape_interval_s)
 
 
 def fault_results(faults, events: list[dict], records, window) -> list[FaultResult]:
@@ -300,7 +304,8 @@ def _keep_client_side(result: TrialResult, out: Path, rc: int, run_dir: Path | N
     result.generator = GeneratorHealth(
         saturated=gh["saturated"], reasons=gh["reasons"], limits=gh["limits"],
         lag_ms_p99=max((g["lag_ms_p99"] for g in gens), default=None),
-        cpu_pct=max((g["cpu_pct"] for g in gens if g["cpu_pct"] is not None), default=None))
+        cpu_pct=max((g["cpu_pct"] for g in gens if g["cpu_pct"] is not None), default=None),
+        lost_records=gh.get("lost_records", 0))
     return records
 
 
@@ -326,7 +331,7 @@ def _collect_server(stack, spec: TrialSpec, prom: Prometheus, result: TrialResul
     return server
 
 
-def _judge(result: TrialResult, spec: TrialSpec, records, server, rc: int) -> None:
+def _judge(result: TrialResult, spec: TrialSpec, records, server, rc: int, interval: float) -> None:
     result.target.clauses = [
         ClauseVerdict(clause=c, client=(v := client_value(c, records, spec.duration_s)),
                       server=server.clause_values.get(c.text), passed=c.holds(v), margin=c.margin(v))
@@ -334,6 +339,12 @@ def _judge(result: TrialResult, spec: TrialSpec, records, server, rc: int) -> No
     missing = sorted(set(deployment_resources(spec.serve_config)) - set(server.replicas))
     problems = [f"no replica series from Prometheus for {', '.join(missing)}"] if missing else []
     problems += _generator_problems(result, records, spec)
+    w = result.window
+    gaps = find_gaps(server.scrapes, w.start, w.end, interval)
+    result.gaps = [GapResult(start_s=round(g.start - w.start, 3), end_s=round(g.end - w.start, 3)) for g in gaps]
+    broken, notes = gap_problems(gaps, w.start, w.end, interval, server.replicas)
+    problems += broken
+    result.reasons.extend(notes)
     if rc not in (0, 1):
         problems.append(f"Locust exited {rc}; see locust.log")
     result.reasons.extend(problems)
@@ -348,6 +359,8 @@ def _generator_problems(result: TrialResult, records, spec: TrialSpec) -> list[s
     removed gives the same verdict for every clause, the lag did not decide the trial and it
     stands (with a note); otherwise it is unmeasured."""
     g = result.generator
+    if g.lost_records:
+        return [f"{g.lost_records} arrivals the generator was given have no record"]
     if not g.saturated:
         return []
     why = "; ".join(g.reasons)
@@ -388,16 +401,6 @@ class _Numbered:
 
     def tick(self, elapsed_s: float) -> None:
         self.inner.tick(elapsed_s)
-
-
-def prepare_out(out: Path, force: bool) -> None:
-    """Refuse to mix a new trial into an earlier one's folder unless --force."""
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise UsageError(f"--out {out} already holds files; choose another folder or pass --force")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_repeated(stack, spec: TrialSpec, count: int, report: Reporter = Silent()) -> TrialResult:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tuner.atomic import write_text
 from tuner.result import TrialResult
 from tuner.simulate import SimSpec, run_sim, scenario_plan
 from tuner.trial import TrialSpec, run_repeated
@@ -106,7 +107,7 @@ def run_validation(stack, real_spec: TrialSpec, sim_spec: SimSpec, repeat: int, 
     info, plan = scenario_plan(sim_spec.scenario, sim_spec.duration_s, list(sim_spec.scenario_args), sim_spec.seed)
     sim = run_sim(replace(sim_spec, out=out / "sim"), info, plan)
     cmp = compare(real, sim)
-    (out / "validation.json").write_text(json.dumps(cmp, indent=1))
+    write_text(out / "validation.json", json.dumps(cmp, indent=1))
     plot(real, sim, out / "replicas.png")
     return real, sim, cmp
 

@@ -3,11 +3,11 @@ atomically; the same input gives byte-identical files."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
+from tuner.atomic import write_text
 from tuner.cost import Prices
 from tuner.errors import UsageError
 from tuner.export import autoscaling, cluster, grafana, monitoring
@@ -92,11 +92,8 @@ def build(tuned: Tuned, settings: ExportSettings, formats: tuple[str, ...], pric
 
 def write(out: Path, files: dict[str, str]) -> None:
     """Each file written to a temporary name and renamed, so none is ever half written."""
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_text(out / name, text)
 
 
 def read_docs(path: Path) -> list[dict]:

@@ -6,13 +6,13 @@ verification."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import yaml
 
+from tuner.atomic import write_text
 from tuner.optimize.space import apply, apply_cluster
 from tuner.optimize.study import completed, cost_of
 
@@ -60,12 +60,6 @@ def baseline_trials(studies: list[tuple[str, optuna.Study]]) -> dict[str, tuple[
     return found
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple[str, optuna.Study]],
                   best: tuple[str, Trial] | None, *, cluster=None, pareto: list[Trial] | None = None,
                   extra: dict | None = None) -> dict:
@@ -74,9 +68,7 @@ def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple
     each written atomically."""
     from ray.serve.schema import ServeDeploySchema
 
-    out.mkdir(parents=True, exist_ok=True)
-    trials_frame(studies).to_csv(out / ".trials.csv.tmp", index=False)
-    os.replace(out / ".trials.csv.tmp", out / "trials.csv")
+    write_text(out / "trials.csv", trials_frame(studies).to_csv(index=False))
     base = baseline_trials(studies)
     summary = {**info, "trials": {b: sum("copied_from" not in t.user_attrs for t in completed(s)) for b, s in studies},
                "baselines": {label: _brief(b, t) for label, (b, t) in base.items()}, "best": None, **(extra or {})}
@@ -87,13 +79,13 @@ def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple
         backend, t = best
         cfg = apply(serve_config, t.user_attrs["values"])
         ServeDeploySchema.model_validate(cfg)
-        _write(out / "best_serve_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        write_text(out / "best_serve_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         if cluster is not None and cluster.layer != "fixed":
             tuned = apply_cluster(cluster, t.user_attrs["values"])
-            _write(out / "best_cluster.yaml", yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json", exclude={"layer"})},
+            write_text(out / "best_cluster.yaml", yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json", exclude={"layer"})},
                                                              sort_keys=False))
         summary["best"] = {**_brief(backend, t), "values": t.user_attrs["values"], "serve_config": "best_serve_config.yaml",
                            "savings": {label: {"saving": (1 - cost_of(t) / cost_of(bt)) if cost_of(bt) else None,
                                                "basis": b} for label, (b, bt) in base.items()}}
-    _write(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary

@@ -84,30 +84,21 @@ def _series(folder: Path, result, t0: float) -> pd.DataFrame | None:
     return s
 
 
-def _failure_kind(df: pd.DataFrame) -> pd.Series:
-    from loadgen.summary import ok_mask
-
-    kind = pd.Series("error", index=df.index)
-    kind[ok_mask(df)] = "degraded (answered)"
-    kind[df["error"].astype(str).str.contains("timeout", na=False)] = "timeout"
-    kind[df["unfinished"]] = "unfinished"
-    kind[df["dropped"]] = "dropped"
-    return kind
-
-
 def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
     """The sections of one trial: verdict, latency, load, replicas, queues, errors, distribution,
     generator health."""
-    from loadgen.summary import ok_mask
+    from loadgen.summary import failure_kind, ok_mask
 
     t0 = result.window.start if result.window else 0.0
     bounds = [c.clause.threshold for c in result.target.clauses if c.clause.metric == "latency"]
     verdicts = {"headers": ["clause", "client", "server", "margin", "passed"],
                 "rows": [[c.clause.text, c.clause.display(c.client), c.clause.display(c.server),
                           f"{c.margin:+.1%}" if c.margin is not None else None, c.passed] for c in result.target.clauses]}
-    routes = {"headers": ["route", "arrivals", "ok", "errors", "dropped", "unfinished", "p50 ms", "p99 ms", "throughput rps"],
-              "rows": [[name, r.arrivals, r.ok, r.errors, r.dropped, r.unfinished, r.latency_ms.p50, r.latency_ms.p99,
-                        r.throughput_rps] for name, r in ({"all": result.overall} | result.routes).items() if r]}
+    routes = {"headers": ["route", "arrivals", "ok", "degraded", "errors", "rejected (503)", "timeouts", "dropped",
+                          "unfinished", "p50 ms", "p99 ms", "throughput rps"],
+              "rows": [[name, r.arrivals, r.ok, r.degraded, r.errors, r.rejected, r.timeouts, r.dropped, r.unfinished,
+                        r.latency_ms.p50, r.latency_ms.p99, r.throughput_rps]
+                       for name, r in ({"all": result.overall} | result.routes).items() if r]}
     sections = [_section(f"{prefix}verdict", "Verdict", tables=[verdicts, routes],
                          text="; ".join(result.reasons))]
     if result.faults:
@@ -118,6 +109,7 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
                                  text="shaded on the timelines below; recovery is from the fault's end until no "
                                       "request fails or is answered degraded"))
     spans = [(f.injected_s, f.injected_s + (f.duration_s or 0.5), f.kind) for f in result.faults if f.injected_s is not None]
+    spans += [(g.start_s, g.end_s, F.GAP_LABEL) for g in result.gaps]
     df = _records(folder, result)
     figs = []
     if df is not None and len(df):
@@ -143,11 +135,11 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
             if len(part) and part["value"].abs().sum() > 0:
                 figs.append(_figure(f"{prefix}{query}", title, F.labelled_series(part, "requests")))
     if df is not None and len(df):
-        degraded = df["degraded"].fillna(False).astype(bool) if "degraded" in df else pd.Series(False, index=df.index)
-        hurt = df[~ok_mask(df) | degraded]
-        if len(hurt):
+        kinds = failure_kind(df)
+        hurt = kinds != "ok"
+        if hurt.any():
             figs.append(_figure(f"{prefix}errors", "Errors, drops and degraded answers over time",
-                                F.errors_over_time((hurt["scheduled"] - t0).to_numpy(dtype=float), _failure_kind(hurt),
+                                F.errors_over_time((df.loc[hurt, "scheduled"] - t0).to_numpy(dtype=float), kinds[hurt],
                                                    spans=spans)))
         figs.append(_figure(f"{prefix}distribution", "Latency distribution",
                             F.latency_distribution(df.loc[ok_mask(df), "latency_ms"].to_numpy(dtype=float), bounds)))

@@ -33,12 +33,13 @@ def _bins(t: np.ndarray, width: float) -> np.ndarray:
 
 
 Spans = list[tuple[float, float, str]]
+GAP_LABEL = "Prometheus gap"  # a span shaded grey: no record, not a fault
 
 
 def _shade(ax, spans: Spans) -> None:
-    """Faults as shaded spans, labelled once each."""
+    """Faults (red) and holes in Prometheus's record (grey) as shaded spans, labelled once each."""
     for start, end, label in spans:
-        ax.axvspan(start, end, color="red", alpha=0.12, lw=0)
+        ax.axvspan(start, end, color="grey" if label == GAP_LABEL else "red", alpha=0.12, lw=0)
         ax.annotate(label, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="darkred",
                     va="top", xytext=(2, -2), textcoords="offset points")
 
@@ -115,8 +116,8 @@ def p99_overlay(frames: dict[str, tuple[np.ndarray, np.ndarray]], width: float =
 
 
 def errors_over_time(t: np.ndarray, kinds: pd.Series, width: float = 5.0, spans: Spans = ()):
-    """Failed requests per bin, stacked by kind (error, timeout, dropped, unfinished, and
-    answers the app marked degraded)."""
+    """Failed requests per bin, stacked by kind (loadgen.summary.FAILURE_KINDS: rejected,
+    timeout, error, unfinished, dropped, and answers the app marked degraded)."""
     fig, ax = plt.subplots(figsize=SIZE)
     df = pd.DataFrame({"bin": _bins(t, width), "kind": kinds})
     table = df.groupby(["bin", "kind"]).size().unstack(fill_value=0) if len(df) else pd.DataFrame()
