@@ -28,6 +28,7 @@ from scipy.stats import linregress
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stack_runs import running_stack, tuner_run  # noqa: E402
 from tuner.processes import descendants  # noqa: E402
 from tuner.stack import Stack  # noqa: E402
 
@@ -37,8 +38,8 @@ SETTLE_S = 300  # left out of the slopes: start-up, first allocations, caches fi
 
 def _name(p: psutil.Process) -> str:
     cmd = p.cmdline()
-    if cmd and cmd[0].startswith("ray::"):
-        return cmd[0].split(" ")[0]
+    if cmd and cmd[0].startswith("ray::"):  # Ray retitles a worker with the method it runs: keep the actor
+        return cmd[0].split(" ")[0].split(".")[0]
     parts = [c for c in cmd if not c.startswith("-")]
     for c in parts[1:4]:
         if "." in c or "/" in c:
@@ -66,7 +67,8 @@ def slopes(samples: pd.DataFrame, minutes: float) -> pd.DataFrame:
     """Per process alive for at least half the settled run: first and last RSS and the slope."""
     settled = samples[samples["t"] >= SETTLE_S]
     out = []
-    for (pid, name), g in settled.groupby(["pid", "name"]):
+    for pid, g in settled.groupby("pid"):
+        name = g["name"].iloc[0]
         if g["t"].max() - g["t"].min() < (minutes * 60 - SETTLE_S) / 2 or len(g) < 5:
             continue
         fit = linregress(g["t"] / 3600, g["rss_mb"])
@@ -85,16 +87,12 @@ def main() -> None:
     ap.add_argument("--state-dir", type=Path, default=Path(".tuner"))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "soak")
     args = ap.parse_args()
-    stack = Stack.recorded(args.state_dir)
-    if not stack.running():
-        sys.exit(f"no stack is running from {args.state_dir}: run `tuner stack up` first")
+    stack = running_stack(args.state_dir)
     seconds = args.minutes * 60
     kills = [f"kill-replica@{t:g}s:deployment={VICTIMS[i % len(VICTIMS)]}"
              for i, t in enumerate(range(int(args.kill_every), int(seconds), int(args.kill_every)))]
-    cmd = [sys.executable, "-m", "tuner.cli", "run", "--state-dir", str(args.state_dir),
-           "--config", str(stack.cfg.serve_config), "--scenario", "diurnal", "--rate", f"{args.rate:g}",
-           "--rate-peak", f"{args.rate_peak:g}", "--target", "p99<60s", "--duration", f"{seconds:g}", "--warmup", "0",
-           "--out", str(args.out / "trial"), "--force", *[x for k in kills for x in ("--fault", k)]]
+    cmd = tuner_run(stack, args.out / "trial", ["--scenario", "diurnal", "--rate", f"{args.rate:g}",
+                                                "--rate-peak", f"{args.rate_peak:g}"], seconds, kills)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list = []
     stop = threading.Event()
@@ -120,7 +118,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for f in faults:
         e = f.get("effect") or {}
-        print(f"| {f['spec']} | {f['injected_s'] or '-'} | {f.get('done') or f.get('error')} | "
+        print(f"| {f['spec']} | {f['injected_s'] or 0:.1f} | {f.get('done') or f.get('error')} | "
               f"{(e.get('during') or {}).get('failed', '-')}/{(e.get('after') or {}).get('failed', '-')} | "
               f"{e.get('recovery_s', '-')} |")
     table = slopes(samples, args.minutes)

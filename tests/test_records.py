@@ -71,3 +71,18 @@ def test_load_without_the_time_columns_derives_nothing(tmp_path):
     writer.close()
     df = records.load(tmp_path / "r.parquet", columns=["route", "status"])
     assert list(df.columns) == ["route", "status"]
+
+
+def test_small_batches_are_gathered_into_row_groups_in_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    writer = records.RecordWriter(tmp_path / "r.parquet", group_rows=100)
+    for i in range(300):  # a generator's one-second flushes at a few requests/s
+        buf = records.RecordBuffer()
+        for k in range(3):
+            buf.add(scheduled=float(3 * i + k), route="/rag", generator="g")
+        writer.write(buf.take())
+    writer.close()
+    meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
+    assert writer.rows == meta.num_rows == 900 and meta.num_row_groups <= 9
+    assert records.load(tmp_path / "r.parquet", columns=["scheduled"])["scheduled"].tolist() == list(map(float, range(900)))

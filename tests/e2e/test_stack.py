@@ -532,12 +532,13 @@ def test_an_llm_outage_degrades_rag_and_the_trial_measures_the_recovery(stack, t
     out = tmp_path / "outage"
     r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<20s",
               "--scenario", "steady", "--rate", "4", "--duration", "24", "--warmup", "0", "--out", str(out),
-              "--fault", "llm-outage@4s+6s")
+              "--fault", "llm-outage@4s+6s", "--fault", "llm-slow@18s+4s:factor=4")
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
     assert "faults injected" in r.stdout
     result = json.loads((out / "result.json").read_text())
-    (f,) = result["faults"]
+    f, slow = result["faults"]
     assert f["kind"] == "llm-outage" and f["error"] is None and "refuse" in f["done"]
+    assert slow["kind"] == "llm-slow" and "'slow_factor': 4.0" in slow["done"] and slow["effect"]["during"]["requests"] > 0
     assert f["injected_s"] == pytest.approx(4, abs=1)
     e = f["effect"]
     assert e["before"]["degraded"] == 0 and e["during"]["degraded"] > 0  # /rag answered without its LLM
@@ -548,15 +549,17 @@ def test_an_llm_outage_degrades_rag_and_the_trial_measures_the_recovery(stack, t
     assert "Faults injected" in page and "llm-outage@4s+6s" in page
 
 
-def test_a_prometheus_gap_and_a_killed_replica_are_injected_and_the_trial_survives(stack, tmp_path):
+def test_a_prometheus_gap_a_killed_replica_and_controller_are_injected_and_the_trial_survives(stack, tmp_path):
     out = tmp_path / "kills"
     r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<20s",
               "--scenario", "steady", "--rate", "3", "--duration", "24", "--warmup", "0", "--out", str(out),
-              "--fault", "prometheus-restart@4s+5s", "--fault", "kill-replica@16s:deployment=VectorSearch")
+              "--fault", "prometheus-restart@4s+5s", "--fault", "kill-replica@14s:deployment=VectorSearch",
+              "--fault", "kill-controller@17s")
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     done = {f["kind"]: f for f in result["faults"]}
     assert done["kill-replica"]["done"].startswith("killed rag/VectorSearch replica")
+    assert done["kill-controller"]["done"].startswith("killed the Serve controller")
     assert done["prometheus-restart"]["done"] == "Prometheus restarted after 5 s down"
     assert result["status"] in ("met", "missed") and result["overall"]["arrivals"] > 0
     (gap,) = result["gaps"]  # noted: nothing scaled while Prometheus was down, so the trial stands
