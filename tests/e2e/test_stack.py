@@ -194,7 +194,8 @@ def _live_batch_settings(stack):
         h = serve.get_deployment_handle("QueryRewriter", app_name="rag")
         print(json.dumps(h.batch_settings.remote().result()))
     """)
-    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(stack.state_dir / "ray-auth-token")}
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(stack.state_dir / "ray-auth-token"),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # as the stack's node: on loopback
     import os
 
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
