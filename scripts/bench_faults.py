@@ -67,7 +67,7 @@ def main() -> None:
     stack = running_stack(args.state_dir)
     print(f"## Faults (scripts/bench_faults.py --duration {args.duration:g} --at {args.at:g} --rate {args.rate:g})\n")
     print("| fault | failed before / during / after | degraded during | p99 ms before / during / after | "
-          "recovery s | exit, status | records (of arrivals), lost | noted |")
+          "recovery s: failures / latency | exit, status | records (of arrivals), lost | noted |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [(f.format(at=f"{args.at:g}"), [f.format(at=f"{args.at:g}")], None) for f in FAULTS]
     rows.append((f"stack dies: LLM server SIGKILL at {args.at:g}s", [], args.at))
@@ -84,7 +84,8 @@ def main() -> None:
         noted = "; ".join(x for x in r["reasons"] if not x.startswith("deploy"))[:160] or "-"
         print(f"| {label} | {part('before', 'failed')} / {part('during', 'failed')} / {part('after', 'failed')} | "
               f"{part('during', 'degraded')} | {part('before', 'p99_ms')} / {part('during', 'p99_ms')} / "
-              f"{part('after', 'p99_ms')} | {e.get('recovery_s', '-') if e else '-'} | {rc}, {r['status']}"
+              f"{part('after', 'p99_ms')} | {e.get('recovery_s', '-') if e else '-'} / "
+              f"{e.get('latency_recovery_s', '-') if e else '-'} | {rc}, {r['status']}"
               f"{' (partial)' if r.get('partial') else ''} | {n} ({arrivals}), {lost} | {noted} |", flush=True)
 
 

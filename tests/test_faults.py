@@ -53,6 +53,15 @@ def test_the_effect_splits_requests_around_the_fault_and_times_the_recovery():
     assert e["after"]["failed"] == 2 and e["recovery_s"] == 5.0
     never = effect(t, end, t >= 19.5, np.zeros_like(t, bool), latency, 20, 30, 60)
     assert never["recovery_s"] is None and never["during"]["p99_ms"] is None
+    assert e["latency_recovery_s"] is None  # 300 ms to the end: never back under the 100 ms of before
+
+
+def test_latency_recovery_times_a_slow_spell_that_fails_nothing():
+    t = np.arange(0, 60, 0.5)
+    latency = np.where((t >= 20) & (t < 40), 1000.0, 100.0)  # a replica replaced: requests wait, none fail
+    e = effect(t, t + latency / 1000, np.zeros_like(t, bool), np.zeros_like(t, bool), latency, 20, 20, 60)
+    assert e["recovery_s"] == 0.0 and e["latency_recovery_s"] == 20.0
+    assert e["during"]["p99_ms"] == 1000.0
 
 
 @given(st.one_of(st.text(max_size=60),

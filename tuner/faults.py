@@ -118,7 +118,11 @@ def effect(t: np.ndarray, t_end: np.ndarray, failed: np.ndarray, degraded: np.nd
     load window): failures, degraded answers and p99 of those answered before it began, those in
     flight or sent while it lasted, and those sent after it; and the recovery time: from the
     fault's end until the first `bin_s` bin of sends from which no bin has a failure or a
-    degraded answer again (None if that never came within the window)."""
+    degraded answer again (None if that never came within the window), and the latency
+    recovery time: likewise until no bin's p90 latency exceeds twice the p99 of before (a killed
+    replica often fails nothing, but its route's requests wait for the replacement; a p90
+    sees one route of three slowed, where a single slow request would not count; twice, because
+    a p99 of the few requests before a fault is itself noisy)."""
     def part(mask):
         n = int(mask.sum())
         lat = latency_ms[mask & ~failed]
@@ -131,11 +135,22 @@ def effect(t: np.ndarray, t_end: np.ndarray, failed: np.ndarray, degraded: np.nd
     during = ~before & ~after
     hurt = failed | degraded
     later = t >= fault_end
-    bins = pd.Series(hurt[later], index=np.floor((t[later] - fault_end) / bin_s)).groupby(level=0).sum()
-    bad = bins[bins > 0]
-    recovery = None
-    if len(bins):
-        last_bad = bad.index.max() if len(bad) else -1
-        recovered_at = fault_end + (last_bad + 1) * bin_s
-        recovery = recovered_at - fault_end if recovered_at < window_end else None
-    return {"before": part(before), "during": part(during), "after": part(after), "recovery_s": recovery}
+    keys = np.floor((t[later] - fault_end) / bin_s)
+    recovery = _recovery(pd.Series(hurt[later], index=keys).groupby(level=0).sum() > 0, fault_end, window_end, bin_s)
+    ok_before = latency_ms[before & ~failed]
+    slow = None
+    if len(ok_before) >= 5:
+        p90 = pd.Series(np.where(failed[later], np.nan, latency_ms[later]), index=keys).groupby(level=0).quantile(0.9)
+        slow = _recovery(p90 > 2 * np.percentile(ok_before, 99), fault_end, window_end, bin_s)
+    return {"before": part(before), "during": part(during), "after": part(after), "recovery_s": recovery,
+            "latency_recovery_s": slow}
+
+
+def _recovery(bad: pd.Series, fault_end: float, window_end: float, bin_s: float) -> float | None:
+    """Seconds from the fault's end to the start of the first bin after the last bad one (None
+    when no bin came after the fault, or the bad bins lasted to the window's end)."""
+    if not len(bad):
+        return None
+    last_bad = bad.index[bad.to_numpy(dtype=bool)].max() if bad.any() else -1
+    recovered_at = fault_end + (last_bad + 1) * bin_s
+    return recovered_at - fault_end if recovered_at < window_end else None

@@ -129,17 +129,17 @@ def fault_rows(result: TrialResult) -> list[list]:
         b, d = e.get("before", {}), e.get("during", {})
         rows.append([f.spec, None if f.injected_s is None else round(f.injected_s, 1), f.error or f.done,
                      f"{b.get('failed', '-')}/{b.get('requests', '-')}", f"{d.get('failed', '-')}/{d.get('requests', '-')}",
-                     d.get("degraded"), b.get("p99_ms"), d.get("p99_ms"), e.get("recovery_s")])
+                     d.get("degraded"), b.get("p99_ms"), d.get("p99_ms"), e.get("recovery_s"), e.get("latency_recovery_s")])
     return rows
 
 
 FAULT_HEADERS = ["fault", "at s", "done", "failed before", "failed during", "degraded during", "p99 before ms",
-                 "p99 during ms", "recovered after s"]
+                 "p99 during ms", "recovered after s", "latency back after s"]
 
 
 def fault_table(result: TrialResult) -> Table:
     table = Table(*FAULT_HEADERS, title="faults injected (recovery: from the fault's end until no failure or "
-                                        "degraded answer)")
+                                        "degraded answer; latency: until the p90 is back under twice the p99 before)")
     for row in fault_rows(result):
         table.add_row(*[escape("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
     return table
