@@ -145,3 +145,28 @@ def test_the_browser_check_sees_console_errors_and_empty_plots(tmp_path):
     assert any("undefinedFn is not defined" in line for line in console)
     with pytest.raises(AssertionError, match="plot x looks empty"):
         assert_drawn(dom, {"x"})
+
+
+def test_a_trial_report_shows_faults_gaps_and_each_kind_of_failure(sim_trial, tmp_path):
+    import pandas as pd
+
+    from tuner.result import FaultResult, GapResult, load_result, write_result
+
+    folder = tmp_path / "faulty"
+    shutil.copytree(sim_trial, folder)
+    res = load_result(folder / "result.json")
+    res.faults = [FaultResult(spec="kill-replica@10s:deployment=Reranker", kind="kill-replica", start_s=10,
+                              injected_s=10.0, done="killed rag/Reranker replica x (pid 1)",
+                              effect={"before": {"requests": 5, "failed": 0}, "during": {"requests": 5, "failed": 1},
+                                      "recovery_s": 0.0, "latency_recovery_s": 10.0})]
+    res.gaps = [GapResult(start_s=20.0, end_s=28.0)]
+    write_result(folder / "result.json", res)
+    records = pd.read_parquet(folder / "records.parquet")
+    records.loc[records.index[:3], "status"] = 503  # refused by backpressure
+    records["error"] = records["error"].astype(object)
+    records.loc[records.index[3:5], "error"] = "TimeoutError: timed out"
+    records.to_parquet(folder / "records.parquet")
+    dom, console = browse(write_report(folder), tmp_path / "faulty.png")
+    assert console == [] and "Faults injected" in dom and "latency back after s" in dom
+    assert "Prometheus gap" in dom and "kill-replica" in dom  # shaded spans, labelled in the SVG
+    assert "rejected (503)" in dom and "timeout" in dom and "rejected" in dom
