@@ -64,16 +64,19 @@ def sample(stack: Stack, trial: psutil.Process, every: float, stop: threading.Ev
 
 
 def slopes(samples: pd.DataFrame, minutes: float) -> pd.DataFrame:
-    """Per process alive for at least half the settled run: first and last RSS and the slope."""
-    settled = samples[samples["t"] >= SETTLE_S]
+    """Per process alive for at least half the settled run, from five minutes after its own
+    start (a replica that replaced a killed one loads its model first): first and last RSS,
+    the slope over that span and over its last ten minutes."""
     out = []
-    for pid, g in settled.groupby("pid"):
-        name = g["name"].iloc[0]
-        if g["t"].max() - g["t"].min() < (minutes * 60 - SETTLE_S) / 2 or len(g) < 5:
+    for pid, g in samples.groupby("pid"):
+        settled = g[g["t"] >= max(SETTLE_S, g["t"].min() + SETTLE_S)]
+        if len(settled) < 5 or settled["t"].max() - settled["t"].min() < (minutes * 60 - SETTLE_S) / 2:
             continue
-        fit = linregress(g["t"] / 3600, g["rss_mb"])
-        out.append({"name": name, "pid": pid, "rss_first_mb": g["rss_mb"].iloc[0], "rss_last_mb": g["rss_mb"].iloc[-1],
-                    "slope_mb_per_h": fit.slope, "slope_pct_per_h": 100 * fit.slope / g["rss_mb"].mean()})
+        fit = linregress(settled["t"] / 3600, settled["rss_mb"])
+        last = settled[settled["t"] >= settled["t"].max() - 600]
+        out.append({"name": g["name"].iloc[0], "pid": pid, "rss_first_mb": settled["rss_mb"].iloc[0],
+                    "rss_last_mb": settled["rss_mb"].iloc[-1], "slope_mb_per_h": fit.slope,
+                    "slope_last_10min_mb_per_h": linregress(last["t"] / 3600, last["rss_mb"]).slope})
     return pd.DataFrame(out).sort_values("slope_mb_per_h", ascending=False)
 
 
@@ -123,11 +126,11 @@ def main() -> None:
               f"{e.get('recovery_s', '-')} |")
     table = slopes(samples, args.minutes)
     table.to_csv(args.out / "slopes.csv", index=False)
-    print("\n| process | pid | RSS first MB | RSS last MB | slope MB/h | slope %/h |")
+    print("\n| process | pid | RSS first MB | RSS last MB | slope MB/h | slope over the last 10 min MB/h |")
     print("|---|---|---|---|---|---|")
     for r in table.itertuples():
         print(f"| {r.name} | {r.pid} | {r.rss_first_mb:.0f} | {r.rss_last_mb:.0f} | {r.slope_mb_per_h:+.1f} | "
-              f"{r.slope_pct_per_h:+.1f} |")
+              f"{r.slope_last_10min_mb_per_h:+.1f} |")
 
 
 if __name__ == "__main__":
