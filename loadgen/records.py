@@ -144,7 +144,7 @@ def itl_values(itl: pd.Series) -> np.ndarray:
     """Every inter-token gap in an `itl_ms` column, flattened into one array."""
     arr = itl.array
     if isinstance(arr, pd.arrays.ArrowExtensionArray):
-        return pc.list_flatten(pa.chunked_array(arr._pa_array)).to_numpy(zero_copy_only=False).astype(float)
+        return pc.list_flatten(pa.array(arr)).to_numpy(zero_copy_only=False).astype(float)
     return np.concatenate([np.empty(0)] + [np.asarray(x, dtype=float) for x in itl.dropna()])
 
 

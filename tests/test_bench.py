@@ -102,8 +102,7 @@ def test_bench_sim_runs_twice_appends_and_reports_the_history(tmp_path):
     suite.write_text(yaml.safe_dump(SMALL_SUITE))
     hist, out = tmp_path / "history", tmp_path / "night"
     for night in (1, 2):  # the second night replaces the first one's folder
-        r = tuner("bench", "--suite", str(suite), "--backend", "sim", "--out", str(out), "--history", str(hist),
-                  *(["--force"] if night == 2 else []))
+        r = tuner("bench", "--suite", str(suite), "--backend", "sim", "--out", str(out), "--history", str(hist))
         assert r.returncode == 0, r.stdout + r.stderr
         assert "10 figures appended" in r.stdout
         df = history.read_history(hist)

@@ -527,7 +527,8 @@ def bench(
     prices: Optional[Path] = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml"),
     stack_up: bool = typer.Option(False, "--stack-up", help="real: start the stack first if it is not running"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
-    force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
+    force: bool = typer.Option(False, "--force", help="replace what --out holds (an earlier night's folder is "
+                               "replaced without it: its figures are in the history)"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Run the nightly suite, append its figures to the history, and flag regressions with a
@@ -559,7 +560,8 @@ def bench(
 
         b.check_cases(the_suite, backends)
         price_table, cal = cost.load_prices(prices), load_calibration(calibration)
-    prepare_out(out, force)
+    # An earlier night's folder is replaced: its figures are in the history. Other files are not.
+    prepare_out(out, force or (out / "bench.json").is_file())
     if not analyze_only:
         stack = None
         if "real" in backends:

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 
 from tuner import deploy, ports
+from tuner.atomic import write_text
 from tuner.errors import StackError
 from tuner.processes import ProcessRecord, spawn, stop
 from tuner.prometheus_config import render as render_prometheus_config
-from tuner.atomic import write_text
 from tuner.stack_config import StackConfig
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"

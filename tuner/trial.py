@@ -22,7 +22,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import yaml
 
 from loadgen import records as rec
@@ -32,11 +31,11 @@ from tuner.cost import Prices, deployment_resources, trial_cost
 from tuner.errors import StackError, UsageError
 from tuner.inject import Injector, epoch_in
 from tuner.names import app_name
-from tuner.prometheus import Prometheus
 from tuner.gaps import find_gaps, gap_problems
-from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles, RouteResult, ScenarioInfo,
-                          TargetResult, TrialResult, Window, combine_repeats, load_result, route_from_summary,
-                          verdict_status, write_result)
+from tuner.prometheus import Prometheus
+from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles,
+                          RouteResult, ScenarioInfo, TargetResult, TrialResult, Window, combine_repeats, load_result,
+                          route_from_summary, verdict_status, write_result)
 from tuner.target import Target, client_value, without_lag
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -251,14 +250,14 @@ def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timi
 
 def fault_results(faults, events: list[dict], records, window) -> list[FaultResult]:
     """Each fault as injected, with its effect on the requests sent around it."""
-    from loadgen.summary import ok_mask
+    from loadgen.summary import failure_kind
     from tuner.faults import effect
 
     out = []
     t = (records["scheduled"] - window.start).to_numpy(dtype=float)
     t_end = (records["end"] - window.start).to_numpy(dtype=float)
-    failed = ~ok_mask(records).to_numpy()
-    degraded = records["degraded"].fillna(False).to_numpy(dtype=bool) if "degraded" in records else np.zeros(len(t), bool)
+    kinds = failure_kind(records)
+    failed, degraded = (~kinds.isin(["ok", "degraded"])).to_numpy(), (kinds == "degraded").to_numpy()
     for f in faults:
         ev = next((e for e in events if e["spec"] == f.spec), {})
         at = ev["injected_at"] - window.start if ev.get("injected_at") else None
