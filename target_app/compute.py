@@ -1,16 +1,22 @@
-"""Compute modes of the model deployments.
+"""Compute modes of the model deployments, and the accelerator tables the emulated mode replays.
 
-`local` runs the model on this machine. `profile` holds each batch for the service time
-a profile table gives for its size (for example the H100 measurements), so that a 2-core
-machine can host the timing shape of a GPU deployment; the replica then returns
-deterministic stand-in outputs instead of model outputs.
+`local` runs the model on this machine's CPU. `emulated` gives each replica its own emulated
+accelerator(s) (target_app/emulated.py): a batch holds a device for the time an accelerator
+table gives for its size, concurrent batches queue on the device as kernels do on one GPU,
+and the stage spends next to no CPU. That is how a 2-core machine hosts the timing shape of
+a GPU deployment in which every replica brings its own accelerator, so that a replica adds
+capacity instead of contention.
+
+Accelerator tables live in target_app/profiles/<accelerator>.json (columns model, dtype, batch,
+median_ms, p90_ms, ...); each file names its source. Nothing here imports Ray: the tuner checks
+a Serve config's compute blocks with this module before anything deploys.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -20,44 +26,52 @@ from target_app.paths import PROFILES_DIR
 
 
 class ComputeConfig(BaseModel):
-    """How a model deployment computes; part of its `user_config`."""
+    """How a model deployment computes; the `compute` block of its `user_config`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["local", "profile"] = "local"
-    profile: str | None = Field(
-        None, description="profile file: a name in target_app/profiles/ (without .json) or a path"
-    )
-    stage: str | None = Field(None, description="row key in the profile file, e.g. minilm-l6-embed-seq64")
-    dtype: str | None = Field(None, description="dtype column to select in the profile file")
+    mode: Literal["local", "emulated"] = "local"
+    accelerator: str | None = Field(
+        None, description="accelerator table: a name in target_app/profiles/ (h100, l4) or a .json path")
+    stage: str | None = Field(None, description="the table's row key (its `model` column), e.g. minilm-l6-embed-seq64")
+    dtype: str | None = Field(None, description="dtype column to select where the stage has several")
     statistic: Literal["median_ms", "p90_ms"] = "median_ms"
     table: list[tuple[int, float]] | None = Field(
-        None, description="inline [[batch_size, milliseconds], ...], instead of a profile file"
-    )
+        None, description="inline [[batch_size, milliseconds], ...], instead of an accelerator table")
+    devices: int = Field(1, ge=1, le=64, description="emulated accelerators each replica owns")
 
     @model_validator(mode="after")
-    def _profile_source(self) -> "ComputeConfig":
-        if self.mode == "profile" and self.table is None and (self.profile is None or self.stage is None):
-            raise ValueError("compute.mode 'profile' needs either 'table' or both 'profile' and 'stage'")
+    def _table_source(self) -> "ComputeConfig":
+        if self.mode == "emulated" and self.table is None and (self.accelerator is None or self.stage is None):
+            raise ValueError("compute.mode 'emulated' needs either 'table' or both 'accelerator' and 'stage'")
         if self.table is not None:
             if not self.table:
                 raise ValueError("compute.table must have at least one [batch_size, ms] row")
             for batch, ms in self.table:
-                if batch < 1 or ms < 0:
-                    raise ValueError("compute.table rows need batch_size >= 1 and ms >= 0")
+                if batch < 1 or not ms >= 0 or ms == float("inf"):
+                    raise ValueError(f"compute.table row [{batch}, {ms}]: batch_size must be >= 1 and ms a finite "
+                                     "number >= 0")
         return self
 
+    @property
+    def label(self) -> str:
+        """What produced an answer, as the responses say it: `local`, `emulated:l4`, `emulated:table`."""
+        if self.mode == "local":
+            return "local"
+        return f"emulated:{self.accelerator if self.table is None else 'table'}"
 
-class ServiceTimeProfile:
+
+class ServiceTimeTable:
     """Service time against batch size, piecewise linear between measured points.
 
     Beyond the largest measured batch the last segment's slope continues, since a saturated
-    accelerator's time grows roughly linearly with work; below the smallest it is flat.
+    accelerator's time grows roughly linearly with work; below the smallest it is flat. A table
+    of one point has no slope: `check_batch` refuses batch sizes beyond it.
     """
 
     def __init__(self, points: list[tuple[int, float]]):
         if not points:
-            raise ValueError("a service-time profile needs at least one point")
+            raise ValueError("a service-time table needs at least one point")
         merged: dict[int, float] = {}
         for batch, ms in points:
             merged[int(batch)] = float(ms)
@@ -76,58 +90,53 @@ class ServiceTimeProfile:
         slope = (ys[hi] - ys[lo]) / (xs[hi] - xs[lo])
         return max(0.0, ys[lo] + slope * (b - xs[lo]))
 
+    def check_batch(self, batch_size: int) -> None:
+        """ValueError when `batch_size` lies beyond a table that cannot extrapolate (one point)."""
+        if len(self.batches) == 1 and batch_size > self.batches[0]:
+            raise ValueError(f"batch size {batch_size} is beyond the table's only point ({self.batches[0]}), "
+                             "which has no slope to extend: add a larger batch to the table")
+
     @classmethod
-    def from_config(cls, cfg: ComputeConfig) -> "ServiceTimeProfile":
-        """Build from a `profile`-mode ComputeConfig (inline table or profile file row)."""
+    def from_config(cls, cfg: ComputeConfig, suffix: str = "") -> "ServiceTimeTable":
+        """The table of an `emulated` ComputeConfig: inline, or its accelerator file's row
+        `stage + suffix` (a stage with several tables, such as the LoRA model's -prefill and
+        -decode, names them by suffix)."""
         if cfg.table is not None:
             return cls(list(cfg.table))
-        return cls(load_profile_rows(cfg.profile, cfg.stage, cfg.dtype, cfg.statistic))
+        return cls(table_rows(cfg.accelerator, cfg.stage + suffix, cfg.dtype, cfg.statistic))
 
 
-def _profile_path(name_or_path: str) -> Path:
+def accelerator_path(name_or_path: str) -> Path:
+    """The accelerator table file for a packaged name (`h100`, `l4`) or a .json path."""
     p = Path(name_or_path)
-    if p.suffix == ".json" and p.exists():
+    if p.suffix == ".json" and p.is_file():
         return p
     packaged = PROFILES_DIR / f"{name_or_path}.json"
-    if packaged.exists():
+    if packaged.is_file():
         return packaged
-    known = sorted(x.stem for x in PROFILES_DIR.glob("*.json"))
-    raise ValueError(f"compute.profile {name_or_path!r} not found; packaged profiles: {known}")
+    raise ValueError(f"compute.accelerator {name_or_path!r} not found; packaged: {', '.join(packaged_accelerators())}")
 
 
-def load_profile_rows(name_or_path: str, stage: str, dtype: str | None, statistic: str) -> list[tuple[int, float]]:
-    """(batch, ms) points of one stage from a profile JSON with columns model/dtype/batch/…"""
-    doc = json.loads(_profile_path(name_or_path).read_text())
-    cols = doc["columns"]
-    rows = [dict(zip(cols, r)) for r in doc["rows"]]
+def packaged_accelerators() -> list[str]:
+    """Names of the accelerator tables shipped in target_app/profiles/."""
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+@lru_cache(maxsize=32)
+def _rows(path: Path) -> tuple[dict, ...]:
+    doc = json.loads(path.read_text())
+    return tuple(dict(zip(doc["columns"], r)) for r in doc["rows"])
+
+
+def table_rows(accelerator: str, stage: str, dtype: str | None, statistic: str) -> list[tuple[int, float]]:
+    """(batch, ms) points of one stage of an accelerator table (ValueError naming the field)."""
+    rows = _rows(accelerator_path(accelerator))
     chosen = [r for r in rows if r["model"] == stage and (dtype is None or r["dtype"] == dtype)]
     if not chosen:
-        stages = sorted({(r["model"], r["dtype"]) for r in rows})
-        raise ValueError(f"compute.stage {stage!r} (dtype {dtype}) not in {name_or_path}; available: {stages}")
+        stages = sorted({f"{r['model']} ({r['dtype']})" for r in rows})
+        raise ValueError(f"compute.stage {stage!r} (dtype {dtype}) is not in accelerator {accelerator!r}; "
+                         f"it has: {', '.join(stages)}")
     dtypes = {r["dtype"] for r in chosen}
     if len(dtypes) > 1:
-        raise ValueError(f"compute.stage {stage!r} has several dtypes {sorted(dtypes)}: set compute.dtype")
+        raise ValueError(f"compute.stage {stage!r} has several dtypes ({', '.join(sorted(dtypes))}): set compute.dtype")
     return [(int(r["batch"]), float(r[statistic])) for r in chosen]
-
-
-async def hold_for(profile: ServiceTimeProfile, batch_size: int) -> None:
-    """Occupy the replica for the profiled time of one batch without using the CPU."""
-    await asyncio.sleep(profile.milliseconds(batch_size) / 1000.0)
-
-
-def standin_vector(text: str, dim: int = 384) -> list[float]:
-    """A deterministic unit vector for `text`: the embedder's output in profile mode."""
-    import hashlib
-
-    import numpy as np
-
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    v = np.random.default_rng(seed).standard_normal(dim)
-    return (v / np.linalg.norm(v)).astype("float32").tolist()
-
-
-def standin_index(text: str, n: int) -> int:
-    """A deterministic choice in range(n) for `text`: a classifier's label in profile mode."""
-    import zlib
-
-    return zlib.crc32(text.encode()) % n

@@ -10,31 +10,13 @@ without it.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import AsyncIterator
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from target_app.breaker import BreakerConfig, BreakerOpen, CircuitBreaker
-
-
-class GeneratorConfig(BaseModel):
-    """`user_config` of LLMGenerator."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(
-        default_factory=lambda: os.environ.get("TARGET_APP_LLM_URL", "http://127.0.0.1:8100/v1"),
-        description="OpenAI-compatible base URL (the emulator, or a real vLLM); default: $TARGET_APP_LLM_URL",
-    )
-    model: str = "emulated-llama-3.1-8b"
-    api_key: str = "EMPTY"
-    max_tokens: int = Field(32, ge=1, le=8192)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    timeout_s: float = Field(30.0, gt=0, le=600)
-    breaker: BreakerConfig = BreakerConfig()
+from target_app.breaker import BreakerOpen, CircuitBreaker
+from target_app.user_config import GeneratorConfig
 
 
 def build_prompt(query: str, passages: list[dict], history: str | None = None) -> list[dict]:
@@ -104,9 +86,17 @@ class LLMGenerator:
         healthy = True  # a client that goes away mid-stream says nothing of the backend
         try:
             stream = await self._request(query, passages, history, max_tokens, stream=True)
+            interval, pending, sent_at = self.config.stream_interval_ms / 1000, "", None
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+                    pending += chunk.choices[0].delta.content
+                    # The first token goes at once (TTFT); later ones in batches of `interval`,
+                    # as vLLM's stream interval does: each message costs CPU at every hop.
+                    if sent_at is None or time.monotonic() - sent_at >= interval:
+                        yield pending
+                        pending, sent_at = "", time.monotonic()
+            if pending:
+                yield pending
         except (APIError, asyncio.CancelledError):
             healthy = False
             raise

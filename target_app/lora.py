@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from target_app.batching import off_loop, set_torch_threads
-from target_app.compute import ComputeConfig, ServiceTimeProfile, hold_for
+from target_app.emulated import DecodeEngine, EmulatedDevice, standin_completion
 from target_app.http import ingress_api
+from target_app.user_config import LORA_TABLES, LoRAConfig, compute_tables
 
 MULTIPLEX_HEADER = "serve_multiplexed_model_id"
 # Serve keeps a replica's adapter cache in this attribute (ray/serve/api.py, multiplexed()).
@@ -36,19 +37,6 @@ class CompletionRequest(BaseModel):
     stream: bool = False
 
 
-class LoRAConfig(BaseModel):
-    """`user_config` of MultiLoRAModel."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_path: str | None = Field(None, description="base model folder; default: the locally built one")
-    adapters_path: str | None = Field(None, description="folder of adapter folders; default: the locally built ones")
-    max_models_per_replica: int = Field(4, ge=1, le=1024, description="adapters cached per replica (LRU)")
-    max_new_tokens: int = Field(64, ge=1, le=256, description="cap on max_tokens")
-    compute: ComputeConfig = ComputeConfig()
-    torch_threads: int = Field(1, ge=1, le=64)
-
-
 def _generate(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, int]:
     import torch
 
@@ -64,23 +52,33 @@ def _generate(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, 
 class MultiLoRAModel:
     def __init__(self):
         self._base_key: object = object()
+        self._engine_key: object = object()
+        self._engine: DecodeEngine | None = None
         self.reconfigure({})
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply a new `user_config` in place; the cache size applies from the next request."""
-        from transformers import AutoTokenizer, GPT2LMHeadModel
-
         from target_app.models.build import adapters_path, lora_base_path
 
         cfg = LoRAConfig.model_validate(user_config or {})
-        set_torch_threads(cfg.torch_threads)
         base = cfg.base_path or str(lora_base_path())
-        if self._base_key != base:
+        if cfg.compute.mode == "local":  # an emulated replica never imports torch
+            set_torch_threads(cfg.torch_threads)
+        if cfg.compute.mode == "local" and self._base_key != base:
+            from transformers import AutoTokenizer, GPT2LMHeadModel
+
             self._base = GPT2LMHeadModel.from_pretrained(base).eval()
             self._tokenizer = AutoTokenizer.from_pretrained(base)
             self._base_key = base
+        if cfg.compute.mode == "local":
+            self._engine, self._engine_key = None, object()
+        elif cfg.compute != self._engine_key:  # a new device only when the compute block changed
+            tables = compute_tables(cfg.compute, LORA_TABLES)
+            device = EmulatedDevice(cfg.compute.devices)
+            self._engine = DecodeEngine(device, tables["-prefill"], tables["-decode"])
+            self._load_ms = tables["-load"].milliseconds(1)
+            self._engine_key = cfg.compute
         self._adapters = Path(cfg.adapters_path or adapters_path())
-        self._profile = ServiceTimeProfile.from_config(cfg.compute) if cfg.compute.mode == "profile" else None
         self.config = cfg
 
     def adapter_ids(self) -> list[str]:
@@ -94,13 +92,21 @@ class MultiLoRAModel:
 
     @serve.multiplexed(max_num_models_per_replica=4)
     async def get_model(self, adapter_id: str):
+        if self._engine is not None:
+            # An emulated load: the adapter's weights copied onto the device, which it holds.
+            await self._engine.device.run(self._load_ms)
+            return adapter_id
         return await off_loop(self._load_adapter, adapter_id)
 
     def _load_adapter(self, adapter_id: str):
         from peft import PeftModel
 
-        # peft injects LoRA layers into the model it wraps, so each adapter gets its own base copy.
-        return PeftModel.from_pretrained(copy.deepcopy(self._base), str(self._adapters / adapter_id)).eval()
+        # peft injects LoRA layers into the model it wraps, so each adapter gets its own copy of the
+        # base's modules, but they share its frozen weights (read only here: no merge, no training).
+        # A full copy made ~18 MB of tensors per load in an executor thread; once freed, glibc kept
+        # them in per-thread arenas, and the replica's RSS grew with every adapter it cycled through.
+        shared = {id(t): t for t in (*self._base.parameters(), *self._base.buffers())}
+        return PeftModel.from_pretrained(copy.deepcopy(self._base, shared), str(self._adapters / adapter_id)).eval()
 
     async def _sync_cache_size(self) -> None:
         wrapper = getattr(self, _SERVE_MULTIPLEX_ATTR, None)
@@ -122,9 +128,9 @@ class MultiLoRAModel:
         load_ms = (time.perf_counter() - t0) * 1000
         await self._sync_cache_size()
         n = min(max_tokens, self.config.max_new_tokens)
-        if self._profile is not None:
-            await hold_for(self._profile, 1)
-            text, produced = " ".join(["token"] * n), n
+        if self._engine is not None:
+            await self._engine.generate(max(1, len(prompt.split())), n)
+            text, produced = standin_completion(prompt, adapter_id, n), n
         else:
             text, produced = await off_loop(_generate, model, self._tokenizer, prompt, n)
         return {
@@ -134,6 +140,7 @@ class MultiLoRAModel:
             "adapter_cache": "hit" if hit else "miss",
             "adapter_load_ms": round(load_ms, 2),
             "replica": serve.get_replica_context().replica_id.unique_id,
+            "compute": self.config.compute.label,
         }
 
 
@@ -167,7 +174,7 @@ class LoRACompletions:
                 "completion_tokens": out["completion_tokens"],
                 "total_tokens": out["prompt_tokens"] + out["completion_tokens"],
             },
-            "serve": {k: out[k] for k in ("adapter_cache", "adapter_load_ms", "replica")},
+            "serve": {k: out[k] for k in ("adapter_cache", "adapter_load_ms", "replica", "compute")},
         }
 
     @api.get("/models")

@@ -14,11 +14,12 @@ import json
 import time
 
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from target_app.http import ingress_api
+from target_app.user_config import RAGConfig
 
 api = ingress_api("RAG service")
 
@@ -31,15 +32,6 @@ class RAGRequest(BaseModel):
     stream: bool = False
     history: str | None = Field(None, max_length=200_000, description="earlier conversation, sent to the LLM only")
     max_tokens: int | None = Field(None, ge=1, le=8192, description="answer length; default from LLMGenerator's config")
-
-
-class RAGConfig(BaseModel):
-    """`user_config` of RAGService."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    search_top_k: int = Field(20, ge=1, le=100)
-    generate_budget_s: float = Field(15.0, gt=0, le=600, description="answer without the LLM after this long")
 
 
 async def _next(stream) -> tuple[bool, object]:
@@ -67,7 +59,7 @@ class RAGService:
         """Apply a new `user_config` in place."""
         self.config = RAGConfig.model_validate(user_config or {})
 
-    async def _retrieve(self, req: RAGRequest) -> tuple[str, list[dict], dict]:
+    async def _retrieve(self, req: RAGRequest) -> tuple[str, list[dict], dict, dict]:
         stages = {}
         t = time.perf_counter()
         rewritten = await self.rewriter.remote(req.query)
@@ -78,15 +70,17 @@ class RAGService:
         t = time.perf_counter()
         top = await self.reranker.remote(rewritten["query"], candidates)
         stages["rerank"] = _ms(t)
-        return rewritten["query"], top, stages
+        # Which compute mode answered: the model stages say it (local, or emulated:<accelerator>).
+        compute = {"rewrite": rewritten["compute"], "rerank": top[0]["compute"] if top else None}
+        return rewritten["query"], top, stages, compute
 
     @api.post("/")
     async def rag(self, req: RAGRequest):
         """Answer a question from the document set, citing the passages used."""
-        query, top, stages = await self._retrieve(req)
+        query, top, stages, compute = await self._retrieve(req)
         sources = [p["id"] for p in top]
         if req.stream:
-            return StreamingResponse(self._stream(query, top, sources, req), media_type="text/event-stream")
+            return StreamingResponse(self._stream(query, top, sources, compute, req), media_type="text/event-stream")
         t = time.perf_counter()
         response = self.generator.remote(query, top, req.history, req.max_tokens)
         try:
@@ -104,10 +98,11 @@ class RAGService:
             "degraded": answer.get("degraded") is not None,
             "degraded_reason": answer.get("degraded"),
             "stages_ms": stages,
+            "compute": compute,
         }
 
-    async def _stream(self, query: str, top: list[dict], sources: list[int], req: RAGRequest):
-        yield f"data: {json.dumps({'sources': sources})}\n\n"
+    async def _stream(self, query: str, top: list[dict], sources: list[int], compute: dict, req: RAGRequest):
+        yield f"data: {json.dumps({'sources': sources, 'compute': compute})}\n\n"
         deltas = self.generator.options(stream=True).stream.remote(query, top, req.history, req.max_tokens)
         deadline = time.monotonic() + self.config.generate_budget_s
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from target_app.batching import (
@@ -12,20 +11,8 @@ from target_app.batching import (
     off_loop,
     set_torch_threads,
 )
-from target_app.compute import ComputeConfig, ServiceTimeProfile, hold_for
-
-
-class RerankConfig(BaseModel):
-    """`user_config` of Reranker."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str | None = Field(None, description="CrossEncoder folder or name; default: the locally built MiniLM cross-encoder")
-    top_n: int = Field(5, ge=1, le=100)
-    batch: BatchSettings = BatchSettings(max_batch_size=4, batch_wait_timeout_s=0.005)
-    compute: ComputeConfig = ComputeConfig()
-    torch_threads: int = Field(1, ge=1, le=64)
-    max_length: int = Field(256, ge=16, le=512)
+from target_app.emulated import EmulatedDevice
+from target_app.user_config import RerankConfig, compute_tables
 
 
 def load_cross_encoder(path: str | None, max_length: int):
@@ -47,12 +34,15 @@ class Reranker:
     def reconfigure(self, user_config: dict) -> None:
         """Apply a new `user_config` in place; reloads the model only if its path changed."""
         cfg = RerankConfig.model_validate(user_config or {})
-        set_torch_threads(cfg.torch_threads)
+        if cfg.compute.mode == "local":  # an emulated replica never imports torch
+            set_torch_threads(cfg.torch_threads)
         key = (cfg.model_path, cfg.max_length)
         if cfg.compute.mode == "local" and self._model_key != key:
             self._model = load_cross_encoder(cfg.model_path, cfg.max_length)
             self._model_key = key
-        self._profile = ServiceTimeProfile.from_config(cfg.compute) if cfg.compute.mode == "profile" else None
+        self._table = compute_tables(cfg.compute).get("")
+        if self._table is not None:
+            self._device = EmulatedDevice(cfg.compute.devices)
         apply_batch_settings(self.score, cfg.batch)
         self.config = cfg
 
@@ -60,13 +50,14 @@ class Reranker:
         """The `top_n` passages by cross-encoder score, each with 'rerank_score' added."""
         scores = await self.score((query, [p["text"] for p in passages]))
         ranked = sorted(zip(scores, passages), key=lambda sp: sp[0], reverse=True)
-        return [{**p, "rerank_score": float(s)} for s, p in ranked[: self.config.top_n]]
+        return [{**p, "rerank_score": float(s), "compute": self.config.compute.label}
+                for s, p in ranked[: self.config.top_n]]
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def score(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
         pairs = [(q, text) for q, texts in requests for text in texts]
-        if self._profile is not None:
-            await hold_for(self._profile, len(pairs))
+        if self._table is not None:
+            await self._device.run(self._table.milliseconds(len(pairs)))
             # Stand-in scores keep the retrieval order: first candidate scores highest.
             return [[-float(i) for i in range(len(texts))] for _, texts in requests]
         flat = await off_loop(self._model.predict, pairs) if pairs else []

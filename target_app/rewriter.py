@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from target_app.batching import (
@@ -14,20 +13,10 @@ from target_app.batching import (
     off_loop,
     set_torch_threads,
 )
-from target_app.compute import ComputeConfig, ServiceTimeProfile, hold_for, standin_vector
+from target_app.emulated import EmulatedDevice, EntityVectors
+from target_app.user_config import RewriterConfig, compute_tables
 
 _SPACES = re.compile(r"\s+")
-
-
-class RewriterConfig(BaseModel):
-    """`user_config` of QueryRewriter."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str | None = Field(None, description="sentence-transformers model folder; default: the packaged MiniLM")
-    batch: BatchSettings = BatchSettings(max_batch_size=16, batch_wait_timeout_s=0.005)
-    compute: ComputeConfig = ComputeConfig()
-    torch_threads: int = Field(1, ge=1, le=64)
 
 
 def normalise(query: str) -> str:
@@ -54,24 +43,28 @@ class QueryRewriter:
     def reconfigure(self, user_config: dict) -> None:
         """Apply a new `user_config` in place (Serve calls this on update, without restart)."""
         cfg = RewriterConfig.model_validate(user_config or {})
-        set_torch_threads(cfg.torch_threads)
+        if cfg.compute.mode == "local":  # an emulated replica never imports torch
+            set_torch_threads(cfg.torch_threads)
         if cfg.compute.mode == "local" and self._model_key != cfg.model_path:
             self._model = load_embedder(cfg.model_path)
             self._model_key = cfg.model_path
-        self._profile = ServiceTimeProfile.from_config(cfg.compute) if cfg.compute.mode == "profile" else None
+        self._table = compute_tables(cfg.compute).get("")
+        if self._table is not None:
+            self._device = EmulatedDevice(cfg.compute.devices)
+            self._vectors = EntityVectors.of_corpus()
         apply_batch_settings(self.embed, cfg.batch)
         self.config = cfg
 
     async def __call__(self, query: str) -> dict:
         """Rewrite and embed one query: {'query': rewritten text, 'vector': 384 floats}."""
         text = normalise(query)
-        return {"query": text, "vector": await self.embed(text)}
+        return {"query": text, "vector": await self.embed(text), "compute": self.config.compute.label}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        if self._profile is not None:
-            await hold_for(self._profile, len(texts))
-            return [standin_vector(t) for t in texts]
+        if self._table is not None:
+            await self._device.run(self._table.milliseconds(len(texts)))
+            return [self._vectors.vector(t) for t in texts]
         vectors = await off_loop(self._model.encode, texts, normalize_embeddings=True)
         return [v.tolist() for v in vectors]
 

@@ -4,7 +4,7 @@
 import json
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -15,8 +15,9 @@ from target_app.batching import (
     off_loop,
     set_torch_threads,
 )
-from target_app.compute import ComputeConfig, ServiceTimeProfile, hold_for, standin_index
+from target_app.emulated import EmulatedDevice, standin_index
 from target_app.http import ingress_api
+from target_app.user_config import ClassifierConfig, compute_tables
 
 DOMAINS = ("legal", "medical", "finance")
 
@@ -30,15 +31,9 @@ class PredictRequest(BaseModel):
     text: str = Field(min_length=1, max_length=10_000)
 
 
-class ClassifierConfig(BaseModel):
-    """`user_config` of a domain classifier."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str | None = Field(None, description="classifier folder; default: the locally trained one")
-    batch: BatchSettings = BatchSettings(max_batch_size=16, batch_wait_timeout_s=0.005)
-    compute: ComputeConfig = ComputeConfig()
-    torch_threads: int = Field(1, ge=1, le=64)
+def classifier_labels(path: str) -> list[str]:
+    """The labels of the classifier in a folder (its config.json)."""
+    return json.loads(open(f"{path}/config.json").read())["labels"]
 
 
 def load_classifier(path: str):
@@ -67,24 +62,31 @@ class DomainClassifier:
         from target_app.models.build import classifier_path
 
         cfg = ClassifierConfig.model_validate(user_config or {})
-        set_torch_threads(cfg.torch_threads)
+        if cfg.compute.mode == "local":  # an emulated replica never imports torch
+            set_torch_threads(cfg.torch_threads)
         path = cfg.model_path or str(classifier_path(self.domain))
-        if self._model_key != path:
-            # Loaded in profile mode too: the labels are part of the answer.
-            self._model, self.labels = load_classifier(path)
-            self._model_key = path
-        self._profile = ServiceTimeProfile.from_config(cfg.compute) if cfg.compute.mode == "profile" else None
+        key = (path, cfg.compute.mode)
+        if self._model_key != key:
+            # The labels are part of the answer in either mode; only `local` needs the model.
+            if cfg.compute.mode == "local":
+                self._model, self.labels = load_classifier(path)
+            else:
+                self._model, self.labels = None, classifier_labels(path)
+            self._model_key = key
+        self._table = compute_tables(cfg.compute).get("")
+        if self._table is not None:
+            self._device = EmulatedDevice(cfg.compute.devices)
         apply_batch_settings(self.classify, cfg.batch)
         self.config = cfg
 
     async def __call__(self, text: str) -> dict:
-        """{'label', 'score'} for one text."""
-        return await self.classify(text)
+        """{'label', 'score', 'compute'} for one text."""
+        return {**await self.classify(text), "compute": self.config.compute.label}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def classify(self, texts: list[str]) -> list[dict]:
-        if self._profile is not None:
-            await hold_for(self._profile, len(texts))
+        if self._table is not None:
+            await self._device.run(self._table.milliseconds(len(texts)))
             return [{"label": self.labels[standin_index(t, len(self.labels))], "score": None} for t in texts]
         return await off_loop(self._predict, texts)
 

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from target_app.batching import off_loop
+from target_app.user_config import SearchConfig
 from target_app.vector_store import client_uri, ensure_collection
-
-
-class SearchConfig(BaseModel):
-    """`user_config` of VectorSearch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    milvus_uri: str = Field(
-        default_factory=lambda: os.environ.get("TARGET_APP_MILVUS_URI", "milvus.db"),
-        description="Milvus URI (http://host:port) or a Milvus Lite file ending in .db (relative to the data dir); "
-        "default: $TARGET_APP_MILVUS_URI, which the stack sets to its Milvus Lite server",
-    )
-    collection: str = "docs"
-    build_if_missing: bool = Field(True, description="build the collection from the shipped corpus when absent")
-    timeout_s: float = Field(10.0, gt=0, le=300)
 
 
 @serve.deployment(name="VectorSearch", max_ongoing_requests=16)

@@ -76,15 +76,15 @@ def test_the_rayservice_runs_the_tuned_applications_with_the_layer_that_sizes_it
         (group,) = rc["workerGroupSpecs"]
         assert group["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/-/healthz",
                                                                                          "port": 8000}
-        # 6 CPUs of replicas at the lower bounds, 13 at the upper, on 4-CPU pods.
-        assert (group["minReplicas"], group["maxReplicas"]) == (2, 4)
+        # 3 CPUs of replicas at the lower bounds, 4.75 at the upper, on 4-CPU pods.
+        assert (group["minReplicas"], group["maxReplicas"]) == (1, 2)
         assert rest == []
     else:
         assert rc["enableInTreeAutoscaling"] is False and rc["workerGroupSpecs"] == []
         (workers,) = rest
         assert workers["kind"] == "Deployment" and workers["metadata"]["name"] == "target-app-cpu-workers"
         (hpa_workers,) = [d for d in docs(out / "hpa.yaml") if d["spec"]["scaleTargetRef"]["name"] == "target-app-cpu-workers"]
-        assert (hpa_workers["spec"]["minReplicas"], hpa_workers["spec"]["maxReplicas"]) == (2, 4)
+        assert (hpa_workers["spec"]["minReplicas"], hpa_workers["spec"]["maxReplicas"]) == (1, 2)
 
 
 def test_the_llm_hpa_scales_vllm_on_its_queue_through_prometheus_adapter(shipped):

@@ -5,20 +5,16 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from target_app.app import APPLICATIONS
-from target_app.generate import GeneratorConfig
-from target_app.lora import LoRAConfig
 from target_app.paths import DEFAULT_SERVE_CONFIG
-from target_app.rag import RAGConfig
-from target_app.rerank import RerankConfig
-from target_app.rewriter import RewriterConfig
-from target_app.router import ClassifierConfig
-from target_app.search import SearchConfig
-
-USER_CONFIG_MODELS = {
-    "QueryRewriter": RewriterConfig, "VectorSearch": SearchConfig, "Reranker": RerankConfig,
-    "LLMGenerator": GeneratorConfig, "RAGService": RAGConfig, "MultiLoRAModel": LoRAConfig,
-    "LegalClassifier": ClassifierConfig, "MedicalClassifier": ClassifierConfig, "FinanceClassifier": ClassifierConfig,
-}
+from target_app.user_config import (
+    USER_CONFIGS,
+    GeneratorConfig,
+    LoRAConfig,
+    RerankConfig,
+    RewriterConfig,
+    SearchConfig,
+    check_deployment,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,16 @@ def test_each_user_config_matches_its_deployments_model(raw):
     for app in raw["applications"]:
         for d in app["deployments"]:
             if "user_config" in d:
-                USER_CONFIG_MODELS[d["name"]].model_validate(d["user_config"])
+                USER_CONFIGS[d["name"]].model_validate(d["user_config"])
+                check_deployment(d["name"], d)
+
+
+def test_every_model_stage_ships_emulated(raw):
+    """The shipped config runs every model stage on emulated accelerators (README: why)."""
+    deps = {d["name"]: d for a in raw["applications"] for d in a["deployments"]}
+    for name in ("QueryRewriter", "Reranker", "LegalClassifier", "MedicalClassifier", "FinanceClassifier",
+                 "MultiLoRAModel"):
+        assert deps[name]["user_config"]["compute"]["mode"] == "emulated", name
 
 
 def test_proxy_binds_loopback(raw):

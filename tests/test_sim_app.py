@@ -10,7 +10,6 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from target_app.llm_server.profile import LatencyProfile
 from tuner.policies.hpa import HPASpec, MetricTarget
@@ -23,7 +22,9 @@ from tuner.sim.engine import Engine
 from tuner.sim.llm import SimLLM
 from tuner.sim.run import simulate
 
-CONFIG = yaml.safe_load(open("target_app/serve_config.yaml"))
+from tests.cpu_config import cpu_config
+
+CONFIG = cpu_config()
 FIXED = ClusterSpec()
 
 

@@ -53,7 +53,7 @@ def test_sim_on_a_cluster_layer_records_and_prices_the_pods(tmp_path):
     r = sim(tmp_path, "--cluster", "ray-autoscaler", "--llm-hpa", "--scenario", "steady", "--rate", "2")
     assert r.returncode in (0, 1), r.stderr
     res = load_result(tmp_path / "out" / "result.json")
-    assert res.nodes["cpu-workers"][0] == (0.0, 2.0) and "llm-engines" in res.nodes
+    assert res.nodes["cpu-workers"][0] == (0.0, 1.0) and "llm-engines" in res.nodes  # 3 CPUs of replicas
     assert res.cost.node_cost == pytest.approx(res.cost.cost) and res.cost.node_seconds["cpu-workers"] > 0
 
 
@@ -139,8 +139,8 @@ def test_profile_derives_service_times_from_the_exact_figures_first():
     # the proxy: the short routes' client latency less their ingress (median of 22-15, 155-140)
     assert cal.proxy_ms == pytest.approx(11.0)
     assert cal.stage("RAGService").mean_ms(1) == pytest.approx(0.2)  # 3 ms beyond the stages, less the proxy
-    assert not cal.stage("Reranker").cpu_bound and not cal.stage("LLMGenerator").cpu_bound  # profile mode, HTTP wait
-    assert cal.stage("QueryRewriter").cpu_bound
+    assert not cal.stage("Reranker").cpu_bound and not cal.stage("LLMGenerator").cpu_bound  # emulated, HTTP wait
+    assert not cal.stage("QueryRewriter").cpu_bound and cal.stage("VectorSearch").cpu_bound
 
 
 def test_profile_charges_each_route_the_host_cpu_its_requests_cost_beyond_their_stages():

@@ -108,7 +108,7 @@ def _deployments(prom: Prometheus, series: pd.DataFrame, start: float, end: floa
         return out
 
     replicas, ongoing, queued = stats("replicas"), stats("ongoing_requests"), stats("queued_requests")
-    starts = {deployment_key(*k): int(v) for k, v in _by(prom.vector(promql.replica_starts(w), at),
+    starts = {deployment_key(*k): int(v) for k, v in _by(prom.vector(promql.replica_starts(w, rate_window), at),
                                                            "application", "deployment").items()}
     processing: dict[str, dict] = {}
     for name, q in QUANTILES.items():

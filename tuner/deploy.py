@@ -39,6 +39,7 @@ def load_serve_config(path: Path) -> dict:
         raise UsageError(f"serve config {path}: {first_problem(e)}") from e
     _check_names(raw, path)
     _check_autoscaling(raw, path)
+    _check_user_configs(raw, path)
     return raw
 
 
@@ -87,6 +88,27 @@ def _check_autoscaling(raw: dict, path: Path) -> None:
                     where = f"{key if key.isprintable() else repr(key)}.autoscaling_config"  # names are the user's
                     problem = first_problem(e).rstrip("!")
                     raise UsageError(f"serve config {path}: {where}: {problem}") from e
+
+
+def _check_user_configs(raw: dict, path: Path) -> None:
+    """Serve hands `user_config` to a replica's `reconfigure` only once it runs, so a typo or a
+    compute setting no accelerator table can serve would fail at deploy, replica by replica;
+    check target_app's deployments with their own models now, naming the field."""
+    from pydantic import ValidationError
+
+    from target_app.user_config import check_deployment
+
+    for app in raw["applications"]:
+        if not app["import_path"].startswith("target_app.app"):
+            continue
+        for dep in app.get("deployments") or []:
+            where = f"{deployment_key(app_name(app), dep['name'])}.user_config"
+            try:
+                check_deployment(dep["name"], dep)
+            except ValidationError as e:
+                raise UsageError(f"serve config {path}: {where}.{first_problem(e)}") from e
+            except ValueError as e:
+                raise UsageError(f"serve config {path}: {where}: {str(e).removeprefix('user_config.')}") from e
 
 
 def http_endpoint(serve_config: dict) -> tuple[str, int]:

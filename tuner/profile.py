@@ -282,9 +282,9 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
     proxy = max(0.0, statistics.median(proxies)) if proxies else 2.0
     beyond = statistics.mean(rag.latencies_ms) - sum(stage.values())
     stages["RAGService"] = stages["RAGService"].model_copy(update={"service_ms": ((1, round(max(0.2, beyond - proxy), 3)),)})
-    for dep, d in deployed.items():  # waiting on the LLM server, or holding for a profile, is no CPU work
+    for dep, d in deployed.items():  # waiting on the LLM server, or holding an emulated device, is no CPU work
         compute = (d.user_config.get("compute") or {}).get("mode")
-        if dep in stages and (dep == LLM_CALLER or compute == "profile"):
+        if dep in stages and (dep == LLM_CALLER or compute == "emulated"):
             stages[dep] = stages[dep].model_copy(update={"cpu_bound": False})
     prompts = [p.deployments["__llm__"]["prompt_tokens"] for p in phases if p.route == "/rag"]
     prompt = _mean(prompts)

@@ -138,12 +138,13 @@ def target_replicas_by_deployment() -> str:
     return _per_deployment("ray_serve_autoscaling_target_replicas")
 
 
-def replica_starts(window: str) -> str:
+def replica_starts(window: str, lookback: str = "10s") -> str:
     """Replicas of each deployment that appeared within `window` (each replica exports its own
-    start counter, so a new series is a new replica)."""
+    start counter, so a new series is a new replica); a series seen in the `lookback` before the
+    window (at least two scrapes, so a missed one does not make an old replica new) is not."""
     series = "ray_serve_deployment_replica_starts_total"
     return (f"count by ({_DEPLOYMENT}) (last_over_time({series}[{window}]) "
-            f"unless last_over_time({series}[5s] offset {window}))")
+            f"unless last_over_time({series}[{lookback}] offset {window}))")
 
 
 def ongoing_requests_by_deployment() -> str:

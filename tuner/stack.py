@@ -157,10 +157,12 @@ class Stack:
         prom_dir.mkdir(exist_ok=True)
         (prom_dir / "prometheus.yml").write_text(render_prometheus_config(self.cfg))
         self._add(state, spawn("prometheus", self._prometheus_argv(), self.logs / "prometheus.log"))
+        # One search thread: Milvus Lite's parallel brute-force search spent three times the CPU
+        # of a single thread per search on this 2-core host (BENCHMARKS.md, "Ceiling").
         self._add(state, spawn("milvus", [
             py, "-m", "milvus_lite", "server", "--data-dir", str(self.state_dir / "milvus"),
             "--host", "127.0.0.1", "--port", str(p.milvus),
-        ], self.logs / "milvus.log"))
+        ], self.logs / "milvus.log", env={"OMP_NUM_THREADS": "1"}))
         self._add(state, spawn("llm", [
             py, "-m", "target_app.llm_server.server", "--host", "127.0.0.1", "--port", str(p.llm),
             "--profile", self.cfg.llm_profile,
@@ -174,7 +176,8 @@ class Stack:
         # Ray version whatever is set: token authentication makes them refuse strangers.
         app_env = {"TARGET_APP_LLM_URL": f"{self.llm_url}/v1", "TARGET_APP_MILVUS_URI": self.milvus_uri,
                    "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-                   "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+                   "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                   "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": str(self.cfg.serve_metrics_export_ms)}
         ray_bin = str(Path(py).parent / "ray")
         self._add(state, spawn("ray", [
             ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={p.ray_gcs}",

@@ -41,9 +41,15 @@ class StackConfig(BaseModel):
     serve_config: Path = Path("target_app/serve_config.yaml")
     ray_num_cpus: int = Field(16, ge=1, le=1024, description="logical CPUs the Ray head offers to replicas")
     ray_metrics_report_ms: int = Field(
-        1000, ge=100, le=60_000, description="how often Ray workers export metrics (Ray's default is 10000)"
+        5000, ge=100, le=60_000, description="how often Ray workers export metrics (Ray's default is 10000)"
     )
-    scrape_interval_s: float = Field(1.0, ge=0.5, le=60)
+    serve_metrics_export_ms: int = Field(
+        1000, ge=0, le=60_000, description="how often Serve's replicas and routers hand their cached metrics to "
+                                           "Ray's metric API (Serve's default is 100; 0 disables the cache)")
+    # Ray's metrics agent renders every series at each scrape: a 1 s scrape cost this 2-core
+    # host 0.2 of a core while idle (BENCHMARKS.md, "Ceiling"). Serve's autoscaler does not read
+    # Prometheus, so only the trial's record gets coarser.
+    scrape_interval_s: float = Field(5.0, ge=0.5, le=60)
     llm_profile: str = "h100-llama3-8b"
     deploy_app: bool = True
     deploy_timeout_s: float = Field(600, gt=0, le=3600)

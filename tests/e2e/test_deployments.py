@@ -48,14 +48,14 @@ def test_query_rewriter_embeds_and_batches(local_serve):
     serve.delete("rw")
 
 
-def test_profile_mode_holds_the_profiled_time(local_serve):
-    cfg = {"compute": {"mode": "profile", "table": [[1, 200.0], [8, 400.0]]}}
+def test_emulated_mode_holds_the_table_time(local_serve):
+    cfg = {"compute": {"mode": "emulated", "table": [[1, 200.0], [8, 400.0]]}}
     h = run(QueryRewriter.options(user_config=cfg).bind(), "rwp")
     h.remote("warm up").result()
     t0 = time.perf_counter()
     out = h.remote("a query").result()
     assert time.perf_counter() - t0 >= 0.2
-    assert len(out["vector"]) == 384
+    assert len(out["vector"]) == 384 and out["compute"] == "emulated:table"
     serve.delete("rwp")
 
 
@@ -85,8 +85,8 @@ def test_reranker_local_puts_the_answer_first(local_serve):
     serve.delete("rr")
 
 
-def test_reranker_profile_keeps_retrieval_order(local_serve):
-    cfg = {"compute": {"mode": "profile", "profile": "gpu-profile-h100", "stage": "bge-reranker-large-seq256"}}
+def test_reranker_emulated_keeps_retrieval_order(local_serve):
+    cfg = {"compute": {"mode": "emulated", "accelerator": "h100", "stage": "bge-reranker-large-seq256"}}
     h = run(Reranker.options(user_config=cfg).bind(), "rrp")
     cands = [{"id": i, "text": f"passage {i}", "score": 1 - i / 20} for i in range(20)]
     assert [p["id"] for p in h.remote("q", cands).result()] == [0, 1, 2, 3, 4]

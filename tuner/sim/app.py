@@ -24,9 +24,10 @@ from pydantic import ValidationError
 from tuner.errors import first_problem
 from tuner.names import app_name, deployment_key
 from tuner.policies.serve import ServeAutoscaling, initial_target
-from tuner.sim.calibration import Calibration
+from tuner.sim.calibration import Calibration, StageTiming
 from tuner.sim.cluster import Cluster, ClusterSpec, HPAWorkersLoop, RayAutoscalerLoop
 from tuner.sim.deployment import DeploymentSpec, Replica, Request, SimDeployment
+from tuner.sim.emulated import EmulatedLoRA, emulated_stage
 from tuner.sim.engine import Engine
 from tuner.sim.host import Host
 from tuner.sim.llm import HPALLMLoop, HPAOnLLM, SimLLM
@@ -143,8 +144,10 @@ class SimApp:
         self._rng = random.Random(int(rng.integers(2**63)))
         self.cluster = Cluster(self.engine, cluster, lambda r: r.dep.demand, self._lost)
         self.deps: dict[str, SimDeployment] = {}
+        self.lora = EmulatedLoRA.from_user_config(self.deployed["MultiLoRAModel"].user_config)
+        self._timings: dict[str, StageTiming] = {}
         for name, d in self.deployed.items():
-            timing = cal.stage(name)
+            timing = self._timings[name] = self._timing(name, d)
             spec = d.spec
             if timing.concurrency and name not in BATCHED:  # how much of Serve's limit its code runs at once
                 spec = spec.model_copy(update={"max_concurrent_batches": min(timing.concurrency, spec.max_ongoing_requests)})
@@ -156,7 +159,7 @@ class SimApp:
         self.cluster.settle()
         # Replicas oversubscribe the host's cores only where Ray offers more CPUs than it has.
         self.host = Host(self.engine, cal.host_cpus) if cal.host_cpus and cluster.layer == "fixed" else None
-        self._on_host = {n for n in self.deployed if cal.stage(n).cpu_bound}
+        self._on_host = {n for n in self.deployed if self._timings[n].cpu_bound}
         self._request_cpu = {r: ms / 1000 for r, ms in cal.request_cpu_ms.items()} if self.host else {}
         if cluster.layer == "ray-autoscaler":
             RayAutoscalerLoop(self.engine, self.cluster, cluster.ray_autoscaler, until)
@@ -171,6 +174,15 @@ class SimApp:
         self.lora_token_cap = int(lora.get("max_new_tokens", 64))
         self._half_proxy = cal.proxy_ms / 2000
         self._half_hop = cal.hop_ms / 2000
+
+    def _timing(self, name: str, d: Deployed) -> StageTiming:
+        """The calibration's timing of a deployment, or its accelerator table's when emulated."""
+        cal = self.cal.stage(name)
+        if name in BATCHED:
+            return emulated_stage(d.user_config, cal, d.spec.max_batch_size) or cal
+        if name in MULTIPLEXED and self.lora is not None:
+            return cal.model_copy(update={"cpu_bound": False, "concurrency": None})
+        return cal
 
     def _lost(self, replica: Replica) -> None:
         replica.dep.lost(replica)
@@ -285,9 +297,21 @@ class SimApp:
     def _multiplexed(self, replica: Replica, batch: list[Request]) -> None:
         req = batch[0]
         dep = replica.dep
-        t = dep.service(1)
-        if req.miss:
-            t += self.cal.stage(dep.spec.name).load_ms / 1000
+        if self.lora is not None:
+            # An adapter load holds the replica's device: loads queue one after another, and a
+            # request starts no step while one runs. Then continuous batching: decode steps as
+            # long as the batch the request joins.
+            cr: ClientRequest = req.data
+            now = self.engine.now
+            start = max(now, replica.device_free)
+            if req.miss:
+                start = replica.device_free = start + self.lora.load_ms / 1000
+            tokens = min(cr.max_tokens or self.lora_token_cap, self.lora_token_cap)
+            t = start - now + self.lora.seconds(cr.prompt_tokens or 1, tokens, replica.ongoing)
+        else:
+            t = dep.service(1)
+            if req.miss:
+                t += self.cal.stage(dep.spec.name).load_ms / 1000
         self._spend(replica, t, replica.finish, batch)
 
     # -- running -----------------------------------------------------------------------

@@ -5,7 +5,8 @@ one from the real stack).
 
 Shipped: `local` (measured on this project's 2-core machine with `tuner profile`) and `gpu-h100`
 (the same, with the embedding and rerank stages taken from the H100 measurements in
-target_app/profiles/gpu-profile-h100.json: "what would this do on H100s").
+target_app/profiles/h100.json: "what would this do on H100s"). A Serve config whose stages are
+emulated needs neither: the simulator reads their tables (tuner/sim/emulated.py).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import yaml
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from target_app.llm_server.profile import LatencyProfile
+from target_app.paths import PROFILES_DIR
 from tuner.errors import UsageError, first_problem, read_yaml
 from tuner.policies import Frozen
 
 CALIBRATIONS = Path(__file__).resolve().parents[1] / "data" / "calibration"
-GPU_PROFILE = Path(__file__).resolve().parents[2] / "target_app" / "profiles" / "gpu-profile-h100.json"
+GPU_PROFILE = PROFILES_DIR / "h100.json"
 # Deployments whose model has H100 rows, and the row used for each (float16, as served).
 GPU_STAGES = {"QueryRewriter": "minilm-l6-embed-seq64", "Reranker": "bge-reranker-large-seq256"}
 
