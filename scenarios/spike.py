@@ -1,6 +1,6 @@
 """Spike: a base rate (--rate) that jumps once to --spike-rps and falls back.
 
-`locust -f scenarios/spike.py --headless -t 90s --spike-rps 20 --spike-at 30 --spike-width 10`
+`locust -f scenarios/spike.py --headless -t 90s --spike-rps 12 --spike-at 30 --spike-width 10`
 """
 
 from locust import events
@@ -11,7 +11,8 @@ from loadgen.shapes import Spike
 
 @events.init_command_line_parser.add_listener
 def arguments(parser):
-    parser.add_argument("--spike-rps", type=float, default=16.0, help="rate during the spike, requests/s")
+    parser.add_argument("--spike-rps", type=float, default=12.0,
+                        help="rate during the spike, requests/s (default: within this host's ceiling, BENCHMARKS.md)")
     parser.add_argument("--spike-at", type=float, default=None, help="second the spike starts (default: a third in)")
     parser.add_argument("--spike-width", type=float, default=10.0, help="seconds the spike lasts")
 

@@ -9,7 +9,8 @@ continuous batching); an adapter load on a cache miss holds the same device.
 
 Outputs stay well-formed and deterministic: the embedder returns the vector the real MiniLM gave
 the passage of the entity a question names (so retrieval finds the question's passage, as with
-the real model), classifiers and completions are derived from a hash of their input.
+the real model), a classifier answers the label whose training keywords the text names most,
+and completions are derived from a hash of their input.
 """
 
 from __future__ import annotations
@@ -99,8 +100,19 @@ def standin_vector(text: str, dim: int = 384) -> list[float]:
 
 
 def standin_index(text: str, n: int) -> int:
-    """A deterministic choice in range(n) for `text`: a classifier's label."""
+    """A deterministic choice in range(n) for `text`."""
     return zlib.crc32(text.encode()) % n
+
+
+def standin_label(text: str, keywords: dict[str, str]) -> str:
+    """A classifier's label without its model: the label whose keywords (the words the real
+    classifier was trained on) the text names most; a text that names none gets a
+    deterministic one."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    labels = sorted(keywords)
+    hits = [len(words & set(keywords[label].split())) for label in labels]
+    best = max(hits)
+    return labels[hits.index(best)] if best else labels[standin_index(text, len(labels))]
 
 
 def standin_completion(prompt: str, adapter: str, n: int) -> str:

@@ -15,8 +15,9 @@ from target_app.batching import (
     off_loop,
     set_torch_threads,
 )
-from target_app.emulated import EmulatedDevice, standin_index
+from target_app.emulated import EmulatedDevice, standin_label
 from target_app.http import ingress_api
+from target_app.models.build import DOMAIN_LABELS
 from target_app.user_config import ClassifierConfig, compute_tables
 
 DOMAINS = ("legal", "medical", "finance")
@@ -87,7 +88,7 @@ class DomainClassifier:
     async def classify(self, texts: list[str]) -> list[dict]:
         if self._table is not None:
             await self._device.run(self._table.milliseconds(len(texts)))
-            return [{"label": self.labels[standin_index(t, len(self.labels))], "score": None} for t in texts]
+            return [{"label": standin_label(t, DOMAIN_LABELS[self.domain]), "score": None} for t in texts]
         return await off_loop(self._predict, texts)
 
     def _predict(self, texts: list[str]) -> list[dict]:

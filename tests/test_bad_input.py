@@ -543,3 +543,28 @@ def test_profile_refuses_a_folder_with_files_but_derives_again_from_it(tmp_path)
 def test_report_says_its_out_file_is_replaced():
     r = tuner("report", "--help")
     assert r.returncode == 0 and "an existing file is replaced" in " ".join(r.stdout.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("deployment,compute,field", [
+    ("Reranker", {"mode": "emulated", "accelerator": "a100", "stage": "bge-reranker-large-seq256"}, "compute.accelerator"),
+    ("Reranker", {"mode": "emulated", "accelerator": "l4", "stage": "bge-reranker-xl"}, "compute.stage"),
+    ("QueryRewriter", {"mode": "emulated", "accelerator": "h100", "stage": "minilm-l6-embed-seq64", "dtype": "int8"},
+     "compute.stage"),
+    ("Reranker", {"mode": "emulated", "table": [[1, 5.0]]}, "batch.max_batch_size"),
+    ("LegalClassifier", {"mode": "emulated", "table": [[1, -3.0]]}, "compute.table"),
+    ("MultiLoRAModel", {"mode": "emulated", "accelerator": "l4", "stage": "llama-70b-lora"}, "compute.stage"),
+])
+def test_bad_compute_settings_are_refused_before_anything_deploys(tmp_path, deployment, compute, field):
+    """`tuner run` checks every user_config with its deployment's own model first: exit 2, one
+    line naming the deployment and field, nothing written, no stack needed."""
+    cfg = yaml.safe_load(open("target_app/serve_config.yaml"))
+    dep = next(d for a in cfg["applications"] for d in a["deployments"] if d["name"] == deployment)
+    dep["user_config"]["compute"] = compute
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    for cmd in (("run", "--state-dir", str(tmp_path / "no-stack")), ("sim",)):
+        r = tuner(*cmd, "--config", str(path), "--scenario", "steady", "--target", "p99<1s", "--duration", "5",
+                  "--out", str(tmp_path / "out"))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"{deployment}.user_config" in r.stderr and field in r.stderr, r.stderr
+        assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from target_app.emulated import (
     EntityVectors,
     standin_completion,
     standin_index,
+    standin_label,
     standin_vector,
 )
 from target_app.user_config import LORA_TABLES, check_deployment, compute_tables
@@ -186,6 +187,14 @@ def test_standins_are_deterministic():
     assert standin_index("abc", 4) == standin_index("abc", 4) < 4
     text = standin_completion("Summarise the contract", "lora-03", 5)
     assert len(text.split()) == 5 and text == standin_completion("Summarise the contract", "lora-03", 5)
+
+
+def test_standin_label_is_the_label_whose_keywords_the_text_names():
+    from target_app.models.build import DOMAIN_LABELS
+
+    assert standin_label("merchant refund on a card payment", DOMAIN_LABELS["finance"]) == "payments"
+    assert standin_label("the defendant faces a fraud charge", DOMAIN_LABELS["legal"]) == "criminal"
+    assert standin_label("nothing known", DOMAIN_LABELS["medical"]) in DOMAIN_LABELS["medical"]
 
 
 def test_entity_vectors_return_the_named_passages_vector():

@@ -84,7 +84,7 @@ def collect(prom: Prometheus, target: Target, start: float, end: float, at: floa
     view.series = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     view.replicas = _timelines(view.series, "replicas")
     view.scrapes = [t for t, up in prom.raw_samples(promql.scrape_up(RAY_JOB), series_from, at) if up == 1]
-    view.deployments = _deployments(prom, view.series, start, end, at)
+    view.deployments = _deployments(prom, view.series, start, end, at, rate_window)
     return view
 
 
@@ -96,7 +96,8 @@ def _timelines(series: pd.DataFrame, query: str) -> dict[str, list[tuple[float, 
     return out
 
 
-def _deployments(prom: Prometheus, series: pd.DataFrame, start: float, end: float, at: float) -> dict[str, DeploymentResult]:
+def _deployments(prom: Prometheus, series: pd.DataFrame, start: float, end: float, at: float,
+                 rate_window: str) -> dict[str, DeploymentResult]:
     w = window(start, at)
     inside = series[(series["t"] >= start) & (series["t"] <= end)]
 

@@ -39,16 +39,19 @@ class Prices(BaseModel):
     gpu_hour: Price
     memory_gib_hour: Price
     node_hour: dict[str, Price] = Field(default_factory=dict)
+    accelerator_hour: dict[str, Price] = Field(
+        default_factory=dict, description="one card of an emulated accelerator class (its table's name) for an hour")
 
 
 class Resources(BaseModel):
-    """What one replica reserves from Ray."""
+    """What one replica reserves from Ray, and the emulated accelerators it owns (by class)."""
 
     model_config = ConfigDict(frozen=True)
 
     cpus: float = Field(1.0, ge=0)
     gpus: float = Field(0.0, ge=0)
     memory_gib: float = Field(0.0, ge=0)
+    accelerators: dict[str, float] = Field(default_factory=dict)
 
 
 class DeploymentCost(BaseModel):
@@ -104,8 +107,10 @@ def _read_yaml(path: Path) -> dict:
 
 
 def hourly(r: Resources, prices: Prices) -> float:
-    """What `r` costs per hour at the per-unit prices."""
-    return r.cpus * prices.cpu_hour + r.gpus * prices.gpu_hour + r.memory_gib * prices.memory_gib_hour
+    """What `r` costs per hour at the per-unit prices; an emulated accelerator of a class the table
+    does not price costs a GPU-hour."""
+    return (r.cpus * prices.cpu_hour + r.gpus * prices.gpu_hour + r.memory_gib * prices.memory_gib_hour
+            + sum(n * prices.accelerator_hour.get(kind, prices.gpu_hour) for kind, n in r.accelerators.items()))
 
 
 def with_node_prices(prices: Prices, node_types: dict[str, Resources]) -> Prices:
@@ -117,6 +122,16 @@ def with_node_prices(prices: Prices, node_types: dict[str, Resources]) -> Prices
     return prices.model_copy(update={"node_hour": filled})
 
 
+def emulated_accelerators(deployment: dict) -> dict[str, float]:
+    """The accelerators a replica emulates (its `user_config.compute`), by class: a replica that
+    stands for a GPU replica costs what that GPU costs, though it asks Ray only for CPU."""
+    compute = (deployment.get("user_config") or {}).get("compute")
+    if not isinstance(compute, dict) or compute.get("mode") != "emulated":
+        return {}
+    kind = compute.get("accelerator") if compute.get("table") is None else None
+    return {str(kind or "inline table"): float(compute.get("devices", 1))}
+
+
 def deployment_resources(serve_config: dict) -> dict[str, Resources]:
     """Each deployment's per-replica resources from a Serve config (Serve's default: 1 CPU)."""
     out = {}
@@ -126,7 +141,7 @@ def deployment_resources(serve_config: dict) -> dict[str, Resources]:
             cpus = opts.get("num_cpus")
             out[deployment_key(app_name(app), dep["name"])] = Resources(
                 cpus=1.0 if cpus is None else float(cpus), gpus=float(opts.get("num_gpus") or 0),
-                memory_gib=float(opts.get("memory") or 0) / GIB)
+                memory_gib=float(opts.get("memory") or 0) / GIB, accelerators=emulated_accelerators(dep))
     return out
 
 
@@ -154,7 +169,7 @@ def trial_cost(replicas: dict[str, Timeline], resources: dict[str, Resources], p
         res = resources.get(key, Resources())
         rs = step_integral(replicas.get(key, ()), t0, t1)
         cpu_s, gpu_s, mem_s = rs * res.cpus, rs * res.gpus, rs * res.memory_gib
-        cost = (cpu_s * prices.cpu_hour + gpu_s * prices.gpu_hour + mem_s * prices.memory_gib_hour) / 3600
+        cost = rs * hourly(res, prices) / 3600
         deployments[key] = DeploymentCost(replica_seconds=rs, cpu_seconds=cpu_s, gpu_seconds=gpu_s,
                                           memory_gib_seconds=mem_s, cost=cost)
     replica_cost = sum(d.cost for d in deployments.values())

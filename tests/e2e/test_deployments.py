@@ -124,6 +124,40 @@ def test_domain_classifier(local_serve):
     serve.delete("clf")
 
 
+def test_emulated_stages_answer_as_local_ones_do(local_serve):
+    """The emulated embedder retrieves the question's passage vector, the classifier its keyword
+    label, the LoRA model holds its card for the adapter load on a miss and for its tokens."""
+    from target_app.vector_store import passage_embeddings
+
+    l4 = {"mode": "emulated", "accelerator": "l4"}
+    docs = corpus.passages()
+    q = corpus.questions(docs, 1, seed=9)[0]
+    rw = run(QueryRewriter.options(user_config={"compute": {**l4, "stage": "minilm-l6-embed-seq64",
+                                                             "dtype": "float16"}}).bind(), "rwe")
+    out = rw.remote(q.text).result()
+    assert out["compute"] == "emulated:l4"
+    assert np.allclose(out["vector"], passage_embeddings(docs)[q.passage_id], atol=1e-6)
+    serve.delete("rwe")
+    clf = run(DomainClassifier.options(name="FinanceClassifier", user_config={
+        "compute": {**l4, "stage": "bert-base-cls-seq128"}}).bind("finance"), "clfe")
+    assert clf.remote("merchant refund on a card payment").result() == {"label": "payments", "score": None,
+                                                                        "compute": "emulated:l4"}
+    serve.delete("clfe")
+    lora = run(MultiLoRAModel.options(user_config={"max_models_per_replica": 2, "max_new_tokens": 8,
+                                                   "compute": {**l4, "stage": "llama-3.2-1b-lora"}}).bind(), "lorae")
+    timed = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        timed.append((lora.options(multiplexed_model_id="lora-05").remote("Summarise the report", 8).result(),
+                      time.perf_counter() - t0))
+    (cold, cold_s), (warm, warm_s) = timed
+    assert (cold["adapter_cache"], warm["adapter_cache"], cold["compute"]) == ("miss", "hit", "emulated:l4")
+    assert cold["text"] == warm["text"] and len(warm["text"].split()) == warm["completion_tokens"] == 8
+    assert cold["adapter_load_ms"] >= 160 > warm["adapter_load_ms"]  # the L4 table's 1B adapter load
+    assert warm_s >= (30 + 7 * 28) / 1000  # prefill and 7 decode steps on the L4 table
+    serve.delete("lorae")
+
+
 def test_multi_lora_cold_then_warm_and_lru(local_serve):
     h = run(MultiLoRAModel.options(user_config={"max_models_per_replica": 2}).bind(), "lora")
     cold = h.options(multiplexed_model_id="lora-03").remote("hello there", 4).result()

@@ -28,7 +28,7 @@ import optuna
 
 from tuner.optimize.evaluate import Evaluation, judge
 from tuner.optimize.space import Space, apply
-from tuner.optimize.study import completed, cost_of, open_storage, open_study, rank, record, run_study
+from tuner.optimize.study import STATIC, completed, cost_of, open_storage, open_study, rank, record, run_study
 from tuner.target import Clause, Target
 
 Trial = optuna.trial.FrozenTrial
@@ -166,9 +166,15 @@ class Hybrid:
     # -- verification ------------------------------------------------------------------------
 
     def _verify_baselines(self, round0: optuna.Study) -> None:
+        """Run each baseline once for real; the static sweep (in rising replica counts) stops at
+        the first count that passes: more replicas cost more."""
         done = {tuple(t.user_attrs.get("baselines", ())) for t in completed(self.real_study)}
         for t in completed(round0):
             labels = tuple(t.user_attrs.get("baselines", ()))
+            static = bool(labels) and all(label.startswith(STATIC) for label in labels)
+            if static and any(p.user_attrs.get("passed") and all(label.startswith(STATIC) for label in p.user_attrs["baselines"])
+                              for p in completed(self.real_study) if p.user_attrs.get("baselines")):
+                continue
             if labels and labels not in done and not self._over_time():
                 self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
 

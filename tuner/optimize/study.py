@@ -35,6 +35,19 @@ SAMPLERS = ("tpe", "gp", "random")
 NO_P99_MS = 1e9
 
 
+STATIC = "static"  # the label of a static-replica baseline: "static 2 replicas"
+REPLICA_PARAMS = ("num_replicas", "min_replicas", "max_replicas", "initial_replicas")
+
+
+def static_baselines(space: Space, serve_config: dict, counts: range) -> dict[str, dict]:
+    """What an engineer sweeps by hand: every deployment whose replicas the space searches fixed at
+    k replicas, for each k in `counts`, everything else as in the starting config."""
+    owners = sorted({key.split(".", 2)[1] for key in space.names()
+                     if key.startswith("serve.") and key.rsplit(".", 1)[1] in REPLICA_PARAMS})
+    return {f"{STATIC} {k} replica{'s' if k > 1 else ''}": apply(serve_config, {f"serve.{d}.num_replicas": k for d in owners})
+            for k in counts}
+
+
 def _clip(value, p):
     if p.type == "categorical":
         return value if value in p.choices else p.choices[0]

@@ -27,7 +27,7 @@ from tuner.policies.serve import ServeAutoscaling, initial_target
 from tuner.sim.calibration import Calibration, StageTiming
 from tuner.sim.cluster import Cluster, ClusterSpec, HPAWorkersLoop, RayAutoscalerLoop
 from tuner.sim.deployment import DeploymentSpec, Replica, Request, SimDeployment
-from tuner.sim.emulated import EmulatedLoRA, emulated_stage
+from tuner.sim.emulated import EmulatedLoRA, SimCard, emulated_stage
 from tuner.sim.engine import Engine
 from tuner.sim.host import Host
 from tuner.sim.llm import HPALLMLoop, HPAOnLLM, SimLLM
@@ -145,6 +145,7 @@ class SimApp:
         self.cluster = Cluster(self.engine, cluster, lambda r: r.dep.demand, self._lost)
         self.deps: dict[str, SimDeployment] = {}
         self.lora = EmulatedLoRA.from_user_config(self.deployed["MultiLoRAModel"].user_config)
+        self._cards: dict[Replica, SimCard] = {}  # the emulated LoRA model's card of each replica
         self._timings: dict[str, StageTiming] = {}
         for name, d in self.deployed.items():
             timing = self._timings[name] = self._timing(name, d)
@@ -298,20 +299,23 @@ class SimApp:
         req = batch[0]
         dep = replica.dep
         if self.lora is not None:
-            # An adapter load holds the replica's device: loads queue one after another, and a
-            # request starts no step while one runs. Then continuous batching: decode steps as
-            # long as the batch the request joins.
             cr: ClientRequest = req.data
-            now = self.engine.now
-            start = max(now, replica.device_free)
-            if req.miss:
-                start = replica.device_free = start + self.lora.load_ms / 1000
+            card = self._cards.get(replica)
+            if card is None:
+                card = self._cards[replica] = SimCard(self.engine, self.lora)
             tokens = min(cr.max_tokens or self.lora_token_cap, self.lora_token_cap)
-            t = start - now + self.lora.seconds(cr.prompt_tokens or 1, tokens, replica.ongoing)
-        else:
-            t = dep.service(1)
+
+            def generate() -> None:
+                card.generate(cr.prompt_tokens or 1, tokens, lambda: replica.finish(batch))
+
             if req.miss:
-                t += self.cal.stage(dep.spec.name).load_ms / 1000
+                card.load(generate)
+            else:
+                generate()
+            return
+        t = dep.service(1)
+        if req.miss:
+            t += self.cal.stage(dep.spec.name).load_ms / 1000
         self._spend(replica, t, replica.finish, batch)
 
     # -- running -----------------------------------------------------------------------

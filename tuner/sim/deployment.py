@@ -85,7 +85,7 @@ class Replica:
     its multiplexed models (LRU, most recent last) and the time it spent with work running."""
 
     __slots__ = ("dep", "state", "created", "ongoing", "waiting", "ready", "running", "forming", "_token",
-                 "models", "busy_s", "_busy_from", "node", "device_free")
+                 "models", "busy_s", "_busy_from", "node")
 
     def __init__(self, dep: "SimDeployment", state: str = RUNNING):
         self.dep = dep
@@ -101,7 +101,6 @@ class Replica:
         self.busy_s = 0.0
         self._busy_from = 0.0
         self.node = None
-        self.device_free = 0.0  # an emulated device's next free moment (the LoRA model's adapter loads)
 
     def accept(self, req: Request) -> None:
         self.ongoing += 1

@@ -8,7 +8,10 @@ on it, and keeps the calibration's start time and spread of the rest.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from target_app.compute import ComputeConfig, ServiceTimeTable
 from target_app.user_config import LORA_TABLES, compute_tables
@@ -55,7 +58,68 @@ class EmulatedLoRA:
         t = compute_tables(compute, LORA_TABLES)
         return cls(t["-prefill"], t["-decode"], t["-load"].milliseconds(1))
 
-    def seconds(self, prompt_tokens: int, tokens: int, running: int) -> float:
-        """One request of `prompt_tokens` generating `tokens` among `running` sequences."""
-        decode = max(0, tokens - 1) * self.decode.milliseconds(max(1, running))
-        return (self.prefill.milliseconds(prompt_tokens) + decode) / 1000
+
+
+class SimCard:
+    """One replica's emulated card in simulated time, as target_app.emulated runs it: holds
+    (adapter loads, prefills, decode steps) take the card one at a time in the order asked, and
+    one decode step serves every running sequence, as long as the table gives for their number.
+    """
+
+    def __init__(self, engine, lora: EmulatedLoRA):
+        self.engine, self.lora = engine, lora
+        self._holds: deque[tuple[float, Callable[[], None]]] = deque()
+        self._busy = False
+        self._running: dict[int, list] = {}  # id -> [tokens left, done]
+        self._stepping = False
+        self._ids = itertools.count()
+
+    def load(self, then: Callable[[], None]) -> None:
+        """An adapter brought onto the card, then `then()`."""
+        self._hold(self.lora.load_ms / 1000, then)
+
+    def generate(self, prompt_tokens: int, tokens: int, done: Callable[[], None]) -> None:
+        """Prefill (its first token), then one token per decode step; `done()` after the last."""
+        def prefilled() -> None:
+            if tokens <= 1:
+                done()
+                return
+            self._running[next(self._ids)] = [tokens - 1, done]
+            self._step()
+
+        self._hold(self.lora.prefill.milliseconds(prompt_tokens) / 1000, prefilled)
+
+    def _step(self) -> None:
+        if self._stepping or not self._running:
+            return
+        self._stepping = True
+        batch = list(self._running)  # sequences that join while it waits take the next step
+
+        def stepped() -> None:
+            self._stepping = False
+            for key in batch:
+                entry = self._running[key]
+                entry[0] -= 1
+                if entry[0] <= 0:
+                    del self._running[key]
+                    entry[1]()
+            self._step()
+
+        self._hold(self.lora.decode.milliseconds(len(batch)) / 1000, stepped)
+
+    def _hold(self, seconds: float, then: Callable[[], None]) -> None:
+        self._holds.append((seconds, then))
+        if not self._busy:
+            self._next()
+
+    def _next(self, _=None) -> None:
+        if not self._holds:
+            self._busy = False
+            return
+        self._busy = True
+        seconds, then = self._holds.popleft()
+        self.engine.after(seconds, self._release, then)
+
+    def _release(self, then: Callable[[], None]) -> None:
+        then()  # what it asks for next queues behind the holds already waiting
+        self._next()

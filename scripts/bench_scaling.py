@@ -1,0 +1,101 @@
+"""Scaling of an emulated bottleneck stage: the highest rate at p99 <= 500 ms with 1, 2 and 4 replicas.
+
+With the stack running (`tuner stack up`), deploys the shipped config with the stage fixed at k
+replicas (every other deployment as shipped), then searches the highest steady open-loop rate
+of the stage's route whose p99 stays within the bound: rates rise by `--step` until one misses,
+then bisect `--bisect` times between the last pass and the first miss. Each probe is a plain
+run of the project's generator (`locust -f scenarios/steady.py`), after `--warmup` seconds of
+the same rate that fill the caches. Efficiency is throughput(k) / (k x throughput(1)).
+
+    .venv/bin/python scripts/bench_scaling.py [--stage MultiLoRAModel --mix lora=1] [--replicas 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from stack_runs import ROOT, running_stack
+
+from tuner import deploy  # noqa: E402
+from tuner.optimize.space import apply  # noqa: E402
+from tuner.trial import deploy_for_trial  # noqa: E402
+
+
+def probe(rate: float, a: argparse.Namespace, out: Path) -> dict:
+    """One steady run at `rate` (warm-up first): the exact overall p99 and throughput."""
+    for seconds, folder in ((a.warmup, out / "warmup"), (a.seconds, out)):
+        cmd = [str(Path(sys.executable).parent / "locust"), "-f", "scenarios/steady.py", "--headless",
+               "--host", "http://127.0.0.1:8000", "--rate", f"{rate:g}", "--mix", a.mix, "-t", f"{seconds:g}s",
+               "--duration", f"{seconds:g}", "--drain", "10", "--out", str(folder), "--max-lag-ms", "1000",
+               "--seed", str(a.seed)]
+        subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    summary = json.loads(max(out.glob("*/summary.json")).read_text())
+    o = summary["overall"]
+    ok = o["errors"] == 0 and o["dropped"] == 0 and o["unfinished"] == 0
+    lags = [g["lag_ms_p99"] for g in summary["generator_health"].values() if isinstance(g, dict) and "lag_ms_p99" in g]
+    return {"rate": rate, "p99_ms": o.get("latency_ms_p99"), "throughput_rps": o["throughput_rps"], "ok": ok,
+            "lag_p99_ms": max(lags, default=None)}
+
+
+def highest_rate(a: argparse.Namespace, out: Path) -> tuple[float, list[dict]]:
+    probes, good, bad, rate = [], 0.0, None, a.start
+    while bad is None and rate <= a.max_rate:
+        p = probe(rate, a, out / f"r{rate:g}")
+        probes.append(p)
+        if p["ok"] and p["p99_ms"] <= a.bound_ms:
+            good, rate = rate, rate * a.step
+        else:
+            bad = rate
+    for _ in range(a.bisect if bad is not None else 0):
+        mid = round((good + bad) / 2, 2)
+        p = probe(mid, a, out / f"r{mid:g}")
+        probes.append(p)
+        good, bad = (mid, bad) if p["ok"] and p["p99_ms"] <= a.bound_ms else (good, mid)
+    passing = [p for p in probes if p["rate"] == good]
+    return (passing[0]["throughput_rps"] if passing else 0.0), probes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", default="MultiLoRAModel")
+    ap.add_argument("--mix", default="lora=1", help="the stage's route, as the generator's --mix")
+    ap.add_argument("--replicas", default="1,2,4")
+    ap.add_argument("--bound-ms", type=float, default=500)
+    ap.add_argument("--start", type=float, default=1.0)
+    ap.add_argument("--step", type=float, default=1.5)
+    ap.add_argument("--bisect", type=int, default=2)
+    ap.add_argument("--max-rate", type=float, default=14.0, help="this host's ceiling (BENCHMARKS.md, Ceiling)")
+    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--warmup", type=float, default=15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--state-dir", type=Path, default=ROOT / ".tuner/stack")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs/bench-scaling")
+    a = ap.parse_args()
+    stack = running_stack(a.state_dir)
+    shipped = deploy.load_serve_config(ROOT / "target_app/serve_config.yaml")
+    results = {}
+    for k in (int(x) for x in a.replicas.split(",")):
+        cfg = apply(copy.deepcopy(shipped), {f"serve.{a.stage}.num_replicas": k})
+        deploy_for_trial(stack, cfg, 300)
+        rps, probes = highest_rate(a, a.out / f"k{k}")
+        results[k] = {"throughput_rps": rps, "probes": probes}
+        tried = ", ".join(f"{p['rate']:g}: {p['p99_ms']:.0f} ms" for p in probes)
+        print(f"{a.stage} x{k}: {rps:.2f} req/s at p99 <= {a.bound_ms:g} ms ({tried})", flush=True)
+    deploy_for_trial(stack, shipped, 300)
+    one = results[min(results)]["throughput_rps"]
+    for k, r in results.items():
+        r["efficiency"] = r["throughput_rps"] / (k * one) if one else None
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "scaling.json").write_text(json.dumps({"stage": a.stage, "mix": a.mix, "results": results}, indent=2))
+    print(f"\n| {a.stage} replicas | highest rate at p99 <= {a.bound_ms:g} ms, req/s | efficiency |\n|---|---|---|")
+    for k, r in results.items():
+        print(f"| {k} | {r['throughput_rps']:.2f} | {r['efficiency']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

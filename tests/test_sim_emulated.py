@@ -1,0 +1,68 @@
+"""The simulator's emulated stages: the card the LoRA model holds, batched stages' tables, and
+what an emulated replica costs."""
+
+import pytest
+
+from target_app.compute import ServiceTimeTable
+from tuner.cost import Prices, deployment_resources, hourly
+from tuner.sim.calibration import StageTiming
+from tuner.sim.emulated import EmulatedLoRA, SimCard, emulated_stage
+from tuner.sim.engine import Engine
+
+LORA = EmulatedLoRA(prefill=ServiceTimeTable([(1, 30.0)]), decode=ServiceTimeTable([(1, 20.0), (8, 27.0)]),
+                    load_ms=160.0)
+
+
+def finished(card_calls) -> dict[str, float]:
+    e = Engine()
+    card, done = SimCard(e, LORA), {}
+    for name, at, miss in card_calls:
+        def go(_, name=name, miss=miss):
+            def gen():
+                card.generate(10, 8, lambda: done.setdefault(name, e.now))
+            if miss:
+                card.load(gen)
+            else:
+                gen()
+        e.at(at, go)
+    e.run()
+    return done
+
+
+def test_one_sequence_is_its_prefill_and_a_decode_step_per_further_token():
+    assert finished([("a", 0.0, False)])["a"] == pytest.approx(0.030 + 7 * 0.020)
+    assert finished([("a", 0.0, True)])["a"] == pytest.approx(0.160 + 0.030 + 7 * 0.020)
+
+
+def test_concurrent_sequences_share_decode_steps():
+    done = finished([(str(i), 0.0, False) for i in range(8)])
+    one = 0.030 + 7 * 0.020
+    assert max(done.values()) < 3 * one  # eight sequences, far less than eight times one
+
+
+def test_an_adapter_load_holds_the_card_for_everyone_on_it():
+    alone = finished([("a", 0.0, False)])["a"]
+    behind = finished([("a", 0.0, False), ("b", 0.05, True)])["a"]
+    assert behind >= alone + 0.160 - 0.021  # a's steps wait while b's adapter loads
+
+
+def test_a_batched_stage_takes_its_accelerator_tables_points_off_the_host():
+    t = emulated_stage({"compute": {"mode": "emulated", "accelerator": "l4", "stage": "bge-reranker-large-seq256"}},
+                       StageTiming(start_s=7.0), largest_batch=80)
+    assert not t.cpu_bound and t.start_s == 7.0 and t.service_ms[0][0] == 1
+    assert t.mean_ms(80) == pytest.approx(ServiceTimeTable([(64, 115.0), (160, 285.98)]).milliseconds(80), rel=0.01)
+    assert emulated_stage({"compute": {"mode": "local"}}, StageTiming(), 8) is None
+
+
+def test_an_emulated_replica_costs_the_card_it_stands_for():
+    cfg = {"applications": [{"name": "a", "deployments": [
+        {"name": "x", "ray_actor_options": {"num_cpus": 0.25},
+         "user_config": {"compute": {"mode": "emulated", "accelerator": "l4", "stage": "s", "devices": 2}}},
+        {"name": "y", "ray_actor_options": {"num_cpus": 0.25},
+         "user_config": {"compute": {"mode": "emulated", "table": [[1, 1.0]]}}},
+        {"name": "z", "ray_actor_options": {"num_cpus": 0.25}, "user_config": {"compute": {"mode": "local"}}}]}]}
+    prices = Prices(cpu_hour=0.04, gpu_hour=3.0, memory_gib_hour=0.0, accelerator_hour={"l4": 0.8})
+    r = deployment_resources(cfg)
+    assert hourly(r["a/x"], prices) == pytest.approx(0.01 + 2 * 0.8)
+    assert hourly(r["a/y"], prices) == pytest.approx(0.01 + 3.0)  # an unpriced class costs a GPU-hour
+    assert hourly(r["a/z"], prices) == pytest.approx(0.01)
