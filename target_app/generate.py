@@ -77,8 +77,9 @@ class LLMGenerator:
         }
 
     async def stream(self, query: str, passages: list[dict], history: str | None = None,
-                     max_tokens: int | None = None) -> AsyncIterator[str]:
-        """The answer as text deltas, as the endpoint streams them (BreakerOpen when open)."""
+                     max_tokens: int | None = None) -> AsyncIterator[dict]:
+        """The answer as deltas, {'text', 'tokens'}, as the endpoint streams them (BreakerOpen when
+        open); with `stream_interval_ms`, a delta gathers the tokens of that interval."""
         from openai import APIError
 
         if not self.breaker.allow():
@@ -86,17 +87,17 @@ class LLMGenerator:
         healthy = True  # a client that goes away mid-stream says nothing of the backend
         try:
             stream = await self._request(query, passages, history, max_tokens, stream=True)
-            interval, pending, sent_at = self.config.stream_interval_ms / 1000, "", None
+            interval, pending, tokens, sent_at = self.config.stream_interval_ms / 1000, "", 0, None
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
-                    pending += chunk.choices[0].delta.content
+                    pending, tokens = pending + chunk.choices[0].delta.content, tokens + 1
                     # The first token goes at once (TTFT); later ones in batches of `interval`,
                     # as vLLM's stream interval does: each message costs CPU at every hop.
                     if sent_at is None or time.monotonic() - sent_at >= interval:
-                        yield pending
-                        pending, sent_at = "", time.monotonic()
+                        yield {"text": pending, "tokens": tokens}
+                        pending, tokens, sent_at = "", 0, time.monotonic()
             if pending:
-                yield pending
+                yield {"text": pending, "tokens": tokens}
         except (APIError, asyncio.CancelledError):
             healthy = False
             raise

@@ -110,7 +110,7 @@ class RAGService:
                 more, delta = await asyncio.wait_for(_next(deltas), max(0.0, deadline - time.monotonic()))
                 if not more:
                     break
-                yield f"data: {json.dumps({'delta': delta})}\n\n"
+                yield f"data: {json.dumps({'delta': delta['text'], 'tokens': delta['tokens']})}\n\n"
         except Exception as e:  # noqa: BLE001 - any failure of the generation degrades the answer
             deltas.cancel()
             reason = "circuit open" if "circuit open" in str(e) else f"generation failed: {type(e).__name__}"

@@ -86,3 +86,11 @@ def test_small_batches_are_gathered_into_row_groups_in_order(tmp_path):
     meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
     assert writer.rows == meta.num_rows == 900 and meta.num_row_groups <= 9
     assert records.load(tmp_path / "r.parquet", columns=["scheduled"])["scheduled"].tolist() == list(map(float, range(900)))
+
+
+def test_batched_stream_events_count_their_tokens_and_spread_the_gap():
+    from loadgen.openloop import _itl_ms, _tokens_in
+
+    assert _tokens_in(b'{"delta": "a b c", "tokens": 3}') == 3 and _tokens_in(b'{"delta": "a"}') == 1
+    itl = _itl_ms([(0.0, 1), (0.05, 5), (0.06, 1)])
+    assert itl == pytest.approx([10.0] * 5 + [10.0])

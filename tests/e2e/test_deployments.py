@@ -99,7 +99,12 @@ def test_llm_generator_answers_and_streams(local_serve, llm_emulator):
     out = h.remote("What is Vorhalzan?", passages).result()
     assert out["completion_tokens"] == 12 and out["text"]
     deltas = list(h.options(stream=True).stream.remote("What is Vorhalzan?", passages))
-    assert len(deltas) == 12
+    assert len(deltas) == 12 and all(d["tokens"] == 1 for d in deltas)  # no stream interval: a token each
+    h = run(LLMGenerator.options(user_config={"base_url": llm_emulator, "max_tokens": 12,
+                                              "stream_interval_ms": 30}).bind(), "gen")
+    batched = list(h.options(stream=True).stream.remote("What is Vorhalzan?", passages))
+    assert batched[0]["tokens"] == 1 and sum(d["tokens"] for d in batched) == 12 and len(batched) < 12
+    assert "".join(d["text"] for d in batched) == "".join(d["text"] for d in deltas)
     serve.delete("gen")
 
 

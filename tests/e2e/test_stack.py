@@ -135,8 +135,8 @@ def test_rag_streams_when_asked(stack):
     assert events[-1] == "[DONE]"
     generator = stack.config["applications"][0]["deployments"][4]["user_config"]
     # Tokens come in batches of the stream interval (the first alone): all of them, in fewer events.
-    deltas = [json.loads(e)["delta"] for e in events[1:-1]]
-    assert len("".join(deltas).split()) == generator["max_tokens"] and 2 <= len(deltas) < generator["max_tokens"]
+    deltas = [json.loads(e) for e in events[1:-1]]
+    assert sum(d["tokens"] for d in deltas) == generator["max_tokens"] and 2 <= len(deltas) < generator["max_tokens"]
 
 
 def test_predict_routes_by_domain_and_refuses_unknown(stack):
@@ -302,7 +302,7 @@ def test_run_server_numbers_are_prometheus_and_agree_with_the_client(trial, stac
 
 
 def test_run_replica_timelines_and_cost(trial, stack):
-    from tuner.cost import deployment_resources, load_prices
+    from tuner.cost import deployment_resources, hourly, load_prices
 
     _, _, result = trial
     resources = deployment_resources(stack.config)
@@ -314,7 +314,7 @@ def test_run_replica_timelines_and_cost(trial, stack):
         d = result.cost.deployments[key]
         # replicas are steady in this short trial: replica-seconds = replicas x window
         assert d.replica_seconds == pytest.approx(result.deployments[key].replicas_mean * 15, rel=0.1)
-        total += d.replica_seconds * resources[key].cpus * prices.cpu_hour / 3600
+        total += d.replica_seconds * hourly(resources[key], prices) / 3600  # emulated cards at their price
     assert result.cost.cost == pytest.approx(total)
 
 
@@ -368,8 +368,9 @@ def test_run_misses_an_impossible_target_and_repeats(stack, tmp_path):
 
 def test_run_with_a_config_serve_cannot_deploy_exits_3_and_keeps_the_record(stack, tmp_path):
     cfg = json.loads(json.dumps(stack.config))
-    rewriter = next(d for d in cfg["applications"][0]["deployments"] if d["name"] == "QueryRewriter")
-    rewriter["user_config"]["no_such_setting"] = 1  # valid for Serve's schema, refused by the replica
+    # A setting every check passes but the replica cannot apply: the classifier's folder is missing.
+    clf = next(d for a in cfg["applications"] for d in a["deployments"] if d["name"] == "LegalClassifier")
+    clf["user_config"]["model_path"] = str(tmp_path / "no-such-model")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "failed"
@@ -383,8 +384,7 @@ def test_run_with_a_config_serve_cannot_deploy_exits_3_and_keeps_the_record(stac
 
         result = load_result(out / "result.json")
         assert result.status == "unmeasured" and result.partial
-        assert "no_such_setting" in result.reasons[-1] or "DEPLOY_FAILED" in result.reasons[-1] \
-            or "did not settle" in result.reasons[-1]
+        assert "DEPLOY_FAILED" in result.reasons[-1] or "did not settle" in result.reasons[-1]
         assert (out / "serve_config.yaml").is_file() and result.overall is None
     finally:
         deploy.deploy(stack.dashboard, stack.config, stack.headers())
@@ -578,19 +578,20 @@ def test_an_llm_outage_degrades_rag_and_the_trial_measures_the_recovery(stack, t
 
 def test_a_prometheus_gap_a_killed_replica_and_controller_are_injected_and_the_trial_survives(stack, tmp_path):
     out = tmp_path / "kills"
+    # Prometheus down 15 s: with its 5 s scrapes a hole counts as a gap past 15 s without one.
     r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<20s",
-              "--scenario", "steady", "--rate", "3", "--duration", "24", "--warmup", "0", "--out", str(out),
-              "--fault", "prometheus-restart@4s+5s", "--fault", "kill-replica@14s:deployment=VectorSearch",
-              "--fault", "kill-controller@17s")
+              "--scenario", "steady", "--rate", "3", "--duration", "45", "--warmup", "0", "--out", str(out),
+              "--fault", "prometheus-restart@8s+15s", "--fault", "kill-replica@30s:deployment=VectorSearch",
+              "--fault", "kill-controller@33s")
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     done = {f["kind"]: f for f in result["faults"]}
     assert done["kill-replica"]["done"].startswith("killed rag/VectorSearch replica")
     assert done["kill-controller"]["done"].startswith("killed the Serve controller")
-    assert done["prometheus-restart"]["done"] == "Prometheus restarted after 5 s down"
+    assert done["prometheus-restart"]["done"] == "Prometheus restarted after 15 s down"
     assert result["status"] in ("met", "missed") and result["overall"]["arrivals"] > 0
     (gap,) = result["gaps"]  # noted: nothing scaled while Prometheus was down, so the trial stands
-    assert gap["start_s"] < 5 and gap["end_s"] - gap["start_s"] >= 5
+    assert gap["start_s"] < 9 and gap["end_s"] - gap["start_s"] >= 15
     assert any("Prometheus recorded nothing from Ray" in x and "taken as constant" in x for x in result["reasons"])
     r = tuner("stack", "status", "--state-dir", str(stack.state_dir))
     assert r.returncode == 0, r.stdout  # Prometheus is back, Serve replaced the replica
