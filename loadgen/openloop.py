@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import sys
 import time
@@ -41,6 +40,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadgen import records as rec
 from loadgen import summary as summ
+from loadgen.sse import itl_ms, tokens_in
 from loadgen.arrivals import ArrivalProcess, Arrivals, arrivals
 from loadgen.mix import NUM_ADAPTERS, MixSettings, RequestMix, parse_weights
 from loadgen.options import DEFAULT_HOST, add_arguments, check_options, non_loopback_reason, traffic_seconds
@@ -53,25 +53,6 @@ PLAN, RECORDS, DONE = "loadgen:plan", "loadgen:records", "loadgen:done"
 LEAD_S = 1.0  # start time this far ahead, so every generator has its schedule ready
 FLUSH_ROWS, FLUSH_S = 2000, 1.0
 _HEADERS = {"Accept-Encoding": "identity"}  # SSE events must arrive as sent, not inside a compressed stream
-
-
-_TOKENS = re.compile(rb'"tokens":\s*(\d+)')
-
-
-def _tokens_in(event: bytes) -> int:
-    """Tokens an SSE event carries: its `tokens` field where the server batches them (the app's
-    stream interval), else one (one token an event, as vLLM streams by default)."""
-    m = _TOKENS.search(event)
-    return max(1, int(m.group(1))) if m else 1
-
-
-def _itl_ms(events: list[tuple[float, int]]) -> list[float]:
-    """Inter-token latencies from (arrival time, tokens) events: an event of k tokens after a gap
-    of g counts k gaps of g / k (the tokens of the first event have none to measure)."""
-    out: list[float] = []
-    for (t0, _), (t1, k) in zip(events, events[1:]):
-        out += [(t1 - t0) * 1000 / k] * k
-    return out
 
 
 @dataclass(frozen=True)
@@ -211,13 +192,13 @@ class Generator:
             if data == b"[DONE]":
                 done = True
             elif b'"delta"' in data or b'"choices"' in data:
-                token_times.append((now, _tokens_in(data)))
+                token_times.append((now, tokens_in(data)))
             elif b'"degraded"' in data:
                 degraded = True
         out = {"output_tokens": sum(k for _, k in token_times), "incomplete": not done, "degraded": degraded}
         if token_times:
             out["first_token"] = token_times[0][0]
-            out["itl_ms"] = _itl_ms(token_times)
+            out["itl_ms"] = itl_ms(token_times)
         return n, out
 
     def _record(self, **row) -> None:

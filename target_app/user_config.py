@@ -21,15 +21,20 @@ from target_app.compute import ComputeConfig, ServiceTimeTable
 LORA_TABLES = ("-prefill", "-decode", "-load")
 
 
-class RewriterConfig(BaseModel):
-    """`user_config` of QueryRewriter."""
+class ModelStageConfig(BaseModel):
+    """What every batched model stage takes: its model, batch settings and compute mode."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model_path: str | None = Field(None, description="sentence-transformers model folder; default: the packaged MiniLM")
+    model_path: str | None = Field(None, description="the model's folder; default: the locally built or packaged one")
     batch: BatchSettings = BatchSettings(max_batch_size=16, batch_wait_timeout_s=0.005)
     compute: ComputeConfig = ComputeConfig()
     torch_threads: int = Field(1, ge=1, le=64)
+
+
+class RewriterConfig(ModelStageConfig):
+    """`user_config` of QueryRewriter (model_path: a sentence-transformers folder; default: the
+    packaged MiniLM)."""
 
 
 class SearchConfig(BaseModel):
@@ -47,16 +52,12 @@ class SearchConfig(BaseModel):
     timeout_s: float = Field(10.0, gt=0, le=300)
 
 
-class RerankConfig(BaseModel):
-    """`user_config` of Reranker."""
+class RerankConfig(ModelStageConfig):
+    """`user_config` of Reranker (model_path: a CrossEncoder folder; default: the locally built
+    MiniLM cross-encoder)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str | None = Field(None, description="CrossEncoder folder or name; default: the locally built MiniLM cross-encoder")
     top_n: int = Field(5, ge=1, le=100)
     batch: BatchSettings = BatchSettings(max_batch_size=4, batch_wait_timeout_s=0.005)
-    compute: ComputeConfig = ComputeConfig()
-    torch_threads: int = Field(1, ge=1, le=64)
     max_length: int = Field(256, ge=16, le=512)
 
 
@@ -90,15 +91,9 @@ class RAGConfig(BaseModel):
     generate_budget_s: float = Field(15.0, gt=0, le=600, description="answer without the LLM after this long")
 
 
-class ClassifierConfig(BaseModel):
-    """`user_config` of a domain classifier."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str | None = Field(None, description="classifier folder; default: the locally trained one")
-    batch: BatchSettings = BatchSettings(max_batch_size=16, batch_wait_timeout_s=0.005)
-    compute: ComputeConfig = ComputeConfig()
-    torch_threads: int = Field(1, ge=1, le=64)
+class ClassifierConfig(ModelStageConfig):
+    """`user_config` of a domain classifier (model_path: the classifier's folder; default: the
+    locally trained one)."""
 
 
 class LoRAConfig(BaseModel):

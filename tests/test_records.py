@@ -89,8 +89,8 @@ def test_small_batches_are_gathered_into_row_groups_in_order(tmp_path):
 
 
 def test_batched_stream_events_count_their_tokens_and_spread_the_gap():
-    from loadgen.openloop import _itl_ms, _tokens_in
+    from loadgen.sse import itl_ms, tokens_in
 
-    assert _tokens_in(b'{"delta": "a b c", "tokens": 3}') == 3 and _tokens_in(b'{"delta": "a"}') == 1
-    itl = _itl_ms([(0.0, 1), (0.05, 5), (0.06, 1)])
+    assert tokens_in(b'{"delta": "a b c", "tokens": 3}') == 3 and tokens_in(b'{"delta": "a"}') == 1
+    itl = itl_ms([(0.0, 1), (0.05, 5), (0.06, 1)])
     assert itl == pytest.approx([10.0] * 5 + [10.0])
