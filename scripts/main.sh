@@ -16,5 +16,5 @@ trap '.venv/bin/tuner stack down' EXIT
 .venv/bin/tuner stack up
 out="runs/main-$(date -u +%Y%m%dT%H%M%SZ)"
 .venv/bin/tuner optimize --config target_app/serve_config.yaml --scenario "${SCENARIO:-burst}" \
-  --target "${TARGET:-p99<500ms}" --duration "${DURATION:-60}" --warmup "${WARMUP:-15}" \
-  --time-budget "${TIME_BUDGET:-780}" --out "$out"
+  --target "${TARGET:-p99<500ms}" --duration "${DURATION:-45}" --warmup "${WARMUP:-10}" \
+  --time-budget "${TIME_BUDGET:-720}" --out "$out"

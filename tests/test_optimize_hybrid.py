@@ -109,6 +109,22 @@ def test_resume_keeps_the_real_runs_and_a_killed_one_is_run_again(p99, tmp_path)
     assert states.count(optuna.trial.TrialState.FAIL) == 1 and states.count(optuna.trial.TrialState.COMPLETE) == 2
 
 
+def test_one_baseline_the_simulator_got_wrong_counts_only_through_the_median():
+    clauses = {c.text: c for c in parse_target("p99<500ms").clauses}
+
+    def run(real, sim, **attrs):
+        return optuna.trial.create_trial(value=1.0, user_attrs={"clause_values": [{"p99<500ms": real}],
+                                                                "sim_clause_values": [{"p99<500ms": sim}], **attrs})
+
+    baselines = [run(1014.0, 981.0, baselines=["starting config"]), run(640.0, 639.0, baselines=["static 2"]),
+                 run(608.0, 450.0, baselines=["static 3"])]
+    assert correction(baselines, clauses)["p99<500ms"] == pytest.approx(1014 / 981)
+    failed = run(520.0, 400.0, passed=False)  # a candidate that failed: its ratio rules
+    assert correction([*baselines, failed], clauses)["p99<500ms"] == pytest.approx(1.3)
+    passed = run(420.0, 440.0, passed=True)
+    assert correction([*baselines, passed], clauses)["p99<500ms"] == pytest.approx((1014 / 981 + 640 / 639) / 2)
+
+
 def test_correction_takes_the_least_favourable_ratio_per_clause():
     target = parse_target("p99<1s,throughput>=5rps")
     clauses = {c.text: c for c in target.clauses}

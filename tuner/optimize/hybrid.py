@@ -7,9 +7,10 @@ by the correction known when the round began (so the sampler steers towards what
 for real). A new round starts with every earlier simulated trial copied in and judged again
 under the new correction (nothing is simulated twice), then samples `sim_trials` more.
 The correction, per clause, is the ratio of the real value to the simulated one for the same
-configuration, the least favourable seen so far (real p99 / simulated p99 for an upper bound):
-monotone, so each failed verification moves the search to configurations the simulator
-thinks safer. Real runs of the baselines (first) count as verifications for the correction.
+configuration (real p99 / simulated p99 for an upper bound): the least favourable of the
+candidates that failed for real, and at least the median over every real run, baselines
+included (`correction`). Each failed verification moves the search to configurations the
+simulator thinks safer; one baseline the simulator got wrong moves it only by its vote.
 
 Verification (study `real`): a candidate's scenarios on the stack, `repeat` runs each. It
 passes when every clause holds on the median of the runs with a relative margin above the
@@ -19,6 +20,7 @@ Everything lives in the study storage, so `resume` carries on where a killed sea
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -59,16 +61,28 @@ class HybridOutcome:
 
 
 def correction(real_trials: list[Trial], clauses: dict[str, Clause]) -> dict[str, float]:
-    """Per clause, the least favourable ratio of real to simulated value over the verified
-    configurations (largest for an upper bound, smallest for a lower bound)."""
+    """Per clause, the ratio of real to simulated value the search trusts: the least favourable
+    ratio of a candidate that failed for real (largest for an upper bound, smallest for a lower
+    one), and never more favourable than the median over every verified configuration. The
+    baselines vote only through the median, so one configuration far from those searched (a
+    static sweep's, say) that the simulator got wrong cannot end the search, while a failed
+    candidate still moves it to configurations the simulator thinks safer."""
     ratios: dict[str, list[float]] = {}
+    failed: dict[str, list[float]] = {}
     for t in real_trials:
+        candidate_failed = not t.user_attrs.get("baselines") and not t.user_attrs.get("passed")
         for real_vals, sim_vals in zip(t.user_attrs.get("clause_values", []), t.user_attrs.get("sim_clause_values", [])):
             for text, rv in real_vals.items():
                 sv = sim_vals.get(text)
                 if rv is not None and sv is not None and rv > 0 and sv > 0 and text in clauses:
                     ratios.setdefault(text, []).append(rv / sv)
-    return {text: (max(rs) if clauses[text].op in ("<", "<=") else min(rs)) for text, rs in ratios.items()}
+                    if candidate_failed:
+                        failed.setdefault(text, []).append(rv / sv)
+    out = {}
+    for text, rs in ratios.items():
+        worst = max if clauses[text].op in ("<", "<=") else min
+        out[text] = worst([statistics.median(rs), *failed.get(text, [])])
+    return out
 
 
 def rejudge(trial: Trial, clauses: dict[str, Clause], factors: dict[str, float]) -> tuple[list[str], list[float], bool]:
@@ -156,12 +170,19 @@ class Hybrid:
     def _pick(self, rounds: list[optuna.Study]) -> Trial | None:
         """The cheapest simulated configuration of the latest round that meets the target under
         the present correction, has not been run for real, and costs less than the best that
-        passed there (at equal cost, the lower simulated p99)."""
+        passed there (at equal cost, the lower simulated p99). Of those, the ones whose corrected
+        margin already exceeds the noise floor come first: a real pass needs that margin, so a
+        candidate at the bound would only spend real runs failing it."""
         factors, tried = self.factors(), [t.user_attrs["values"] for t in completed(self.real_study)]
         best = self._best()
-        ok = [t for t in completed(rounds[-1]) if rejudge(t, self.clauses, factors)[2]
-              and t.user_attrs["values"] not in tried and (best is None or rank(t)[0] < rank(best)[0])]
-        return min(ok, key=rank) if ok else None
+        ok, roomy = [], []
+        for t in completed(rounds[-1]):
+            _, shortfalls, feasible = rejudge(t, self.clauses, factors)
+            if feasible and t.user_attrs["values"] not in tried and (best is None or rank(t)[0] < rank(best)[0]):
+                ok.append(t)
+                if all(-s > self.settings.noise_floor for s in shortfalls):
+                    roomy.append(t)
+        return min(roomy or ok, key=rank) if ok else None
 
     # -- verification ------------------------------------------------------------------------
 
