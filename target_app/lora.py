@@ -61,17 +61,16 @@ class MultiLoRAModel:
         from target_app.models.build import adapters_path, lora_base_path
 
         cfg = LoRAConfig.model_validate(user_config or {})
-        base = cfg.base_path or str(lora_base_path())
         if cfg.compute.mode == "local":  # an emulated replica never imports torch
             set_torch_threads(cfg.torch_threads)
-        if cfg.compute.mode == "local" and self._base_key != base:
-            from transformers import AutoTokenizer, GPT2LMHeadModel
-
-            self._base = GPT2LMHeadModel.from_pretrained(base).eval()
-            self._tokenizer = AutoTokenizer.from_pretrained(base)
-            self._base_key = base
-        if cfg.compute.mode == "local":
             self._engine, self._engine_key = None, object()
+            base = cfg.base_path or str(lora_base_path())
+            if self._base_key != base:
+                from transformers import AutoTokenizer, GPT2LMHeadModel
+
+                self._base = GPT2LMHeadModel.from_pretrained(base).eval()
+                self._tokenizer = AutoTokenizer.from_pretrained(base)
+                self._base_key = base
         elif cfg.compute != self._engine_key:  # a new device only when the compute block changed
             tables = compute_tables(cfg.compute, LORA_TABLES)
             device = EmulatedDevice(cfg.compute.devices)
