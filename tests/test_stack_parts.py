@@ -61,11 +61,27 @@ def test_stop_takes_the_process_and_its_children(tmp_path):
 
 def test_a_record_with_another_start_time_is_not_ours(tmp_path):
     rec = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "s.log")
-    impostor = ProcessRecord("sleeper", rec.pid, rec.create_time - 100, rec.argv, rec.log)
+    impostor = ProcessRecord("sleeper", rec.pid, rec.started_after_boot_s - 100, rec.argv, rec.log)
     assert rec.alive() and not impostor.alive()
     assert stop([impostor]) == []
     assert rec.alive()
     stop([rec])
+    assert not rec.alive()
+
+
+def test_a_wall_clock_step_leaves_our_processes_ours(tmp_path, monkeypatch):
+    """NTP stepping /proc/stat's btime by a second once made a running stack look dead."""
+    import psutil._pslinux as pslinux
+
+    rec = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "s.log")
+    try:
+        btime = pslinux.boot_time()
+        monkeypatch.setattr(pslinux, "boot_time", lambda: btime + 1.0)
+        assert rec.alive()
+        assert stop([ProcessRecord("sleeper", rec.pid, rec.started_after_boot_s + 1.0, rec.argv, rec.log)]) == []
+    finally:
+        monkeypatch.undo()
+        stop([rec])
     assert not rec.alive()
 
 

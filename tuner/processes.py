@@ -1,7 +1,11 @@
 """Starting and stopping the processes the harness owns, by recorded PID.
 
 A record keeps each PID with its start time, so a PID reused by an unrelated process
-is never signalled. Stopping takes the recorded process and its descendants, and
+is never signalled. The start time is counted from boot, not read off the wall clock:
+psutil's `create_time()` adds /proc/stat's `btime`, which the kernel derives from the
+wall clock and which steps by a whole second whenever NTP slews it across a boundary
+(measured here: 5.5 ms a second). Against wall time, every process of a stack that had
+run a few minutes looked dead and the stack "stopped". Stopping takes the recorded process and its descendants, and
 nothing else.
 """
 
@@ -23,7 +27,7 @@ class ProcessRecord:
 
     name: str
     pid: int
-    create_time: float
+    started_after_boot_s: float
     argv: list[str]
     log: str
 
@@ -38,7 +42,7 @@ class ProcessRecord:
         """The live process, or None if it exited or its PID now belongs to another process."""
         try:
             p = psutil.Process(self.pid)
-            if abs(p.create_time() - self.create_time) > 0.01 or p.status() == psutil.STATUS_ZOMBIE:
+            if abs(started_after_boot_s(p) - self.started_after_boot_s) > 0.01 or p.status() == psutil.STATUS_ZOMBIE:
                 return None
             return p
         except psutil.Error:
@@ -46,6 +50,19 @@ class ProcessRecord:
 
     def alive(self) -> bool:
         return self.process() is not None
+
+
+def started_after_boot_s(p: psutil.Process) -> float:
+    """When `p` started, in seconds after boot: immune to wall-clock steps.
+
+    The two reads share one `btime` unless it stepped between them, which shows as a
+    whole-second jump; the second try then reads a settled value."""
+    for _ in range(2):
+        first = psutil.boot_time()
+        t = psutil.Process(p.pid).create_time() - psutil.boot_time()
+        if psutil.boot_time() == first:
+            return t
+    return t
 
 
 def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
@@ -57,7 +74,7 @@ def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
-    return ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), list(argv), str(log))
+    return ProcessRecord(name, proc.pid, started_after_boot_s(psutil.Process(proc.pid)), list(argv), str(log))
 
 
 def descendants(records: list[ProcessRecord]) -> list[ProcessRecord]:
@@ -69,7 +86,8 @@ def descendants(records: list[ProcessRecord]) -> list[ProcessRecord]:
             continue
         for child in p.children(recursive=True):
             try:
-                out.append(ProcessRecord(f"{rec.name}/child", child.pid, child.create_time(), child.cmdline(), rec.log))
+                out.append(ProcessRecord(f"{rec.name}/child", child.pid, started_after_boot_s(child), child.cmdline(),
+                                           rec.log))
             except psutil.Error:
                 pass
     return out

@@ -36,6 +36,7 @@ import psutil
 from loadgen.mix import MixSettings, RequestMix
 from target_app.llm_server.profile import load_profile
 from tuner import promql
+from tuner.processes import started_after_boot_s
 from tuner.prometheus import Prometheus
 from tuner.sim.app import BATCHED, BY_DOMAIN, CHAIN, LLM_CALLER, MULTIPLEXED, ROUTES
 from tuner.sim.calibration import Calibration, LLMCalibration, StageTiming, save_calibration
@@ -114,7 +115,7 @@ def stack_cpu_s(pids: list[int]) -> dict[tuple[int, float], float]:
         for p in procs:
             try:
                 t = p.cpu_times()
-                out[(p.pid, p.create_time())] = t.user + t.system
+                out[(p.pid, started_after_boot_s(p))] = t.user + t.system
             except psutil.Error:
                 pass
     return out
