@@ -8,7 +8,7 @@ run of the project's generator (`locust -f scenarios/steady.py`), after `--warmu
 the same rate that fill the caches. Efficiency is throughput(k) / (k x throughput(1)).
 
     .venv/bin/python scripts/bench_scaling.py [--stage MultiLoRAModel --mix lora=1] [--replicas 1,2,4] \
-        [--set max_models_per_replica=16] [--accelerator h100]
+        [--set max_models_per_replica=16] [--compute accelerator=h100 --compute stage=llama-3.1-8b-lora]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from stack_runs import ROOT, running_stack
 from tuner import deploy  # noqa: E402
 from tuner.optimize.space import apply  # noqa: E402
 from tuner.trial import deploy_for_trial  # noqa: E402
+from target_app.user_config import check_deployment  # noqa: E402
 
 
 def probe(rate: float, a: argparse.Namespace, out: Path) -> dict:
@@ -70,7 +71,8 @@ def main() -> None:
     ap.add_argument("--replicas", default="1,2,4")
     ap.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                     help="a search-space parameter of the stage held fixed, e.g. max_models_per_replica=16")
-    ap.add_argument("--accelerator", default=None, help="the stage's accelerator table instead of the shipped one")
+    ap.add_argument("--compute", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a field of the stage's user_config.compute instead of the shipped one, e.g. accelerator=h100")
     ap.add_argument("--bound-ms", type=float, default=500)
     ap.add_argument("--start", type=float, default=1.0)
     ap.add_argument("--step", type=float, default=1.5)
@@ -88,9 +90,9 @@ def main() -> None:
     for k in (int(x) for x in a.replicas.split(",")):
         fixed = {f"serve.{a.stage}.{kv.split('=')[0]}": yaml.safe_load(kv.split("=", 1)[1]) for kv in a.set}
         cfg = apply(copy.deepcopy(shipped), {**fixed, f"serve.{a.stage}.num_replicas": k})
-        if a.accelerator:
-            stage = next(d for app in cfg["applications"] for d in app["deployments"] if d["name"] == a.stage)
-            stage["user_config"]["compute"]["accelerator"] = a.accelerator
+        stage = next(d for app in cfg["applications"] for d in app["deployments"] if d["name"] == a.stage)
+        stage["user_config"]["compute"].update({kv.split("=")[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in a.compute})
+        check_deployment(a.stage, stage)
         deploy_for_trial(stack, cfg, 300)
         rps, probes = highest_rate(a, a.out / f"k{k}")
         results[k] = {"throughput_rps": rps, "probes": probes}
@@ -102,7 +104,7 @@ def main() -> None:
         r["efficiency"] = r["throughput_rps"] / (k * one) if one else None
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "scaling.json").write_text(json.dumps({"stage": a.stage, "mix": a.mix, "set": a.set,
-                                                   "accelerator": a.accelerator, "results": results}, indent=2))
+                                                   "compute": a.compute, "results": results}, indent=2))
     print(f"\n| {a.stage} replicas | highest rate at p99 <= {a.bound_ms:g} ms, req/s | efficiency |\n|---|---|---|")
     for k, r in results.items():
         print(f"| {k} | {r['throughput_rps']:.2f} | {r['efficiency']:.2f} |")

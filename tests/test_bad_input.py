@@ -173,7 +173,16 @@ def _deployment(cfg: dict, name: str) -> dict:
      "applications.0.deployments.2.max_ongoing_requests: Input should be greater than 0"),
     (_serve_config(lambda c: c["applications"][0].update(deployments=[7])),
      "applications.0.deployments.0: must be a mapping with a name (got int)"),
-    (_serve_config(lambda c: c.update(logging_config={"a\nb": 1})), "logging_config.'a\\nb': Extra inputs are not permitted"),
+    (_serve_config(lambda c: c.update(logging_config={"a\nb": 1})), "logging_config.'a\\nb': unknown field"),
+    (_serve_config(lambda c: _deployment(c, "VectorSearch").update(max_ongoing_request=32)),
+     "applications.0.deployments.2.max_ongoing_request: unknown field; did you mean max_ongoing_requests?"),
+    (_serve_config(lambda c: _deployment(c, "Reranker")["autoscaling_config"].update(min_replica=1)),
+     "applications.0.deployments.3.autoscaling_config.min_replica: unknown field; did you mean min_replicas?"),
+    (_serve_config(lambda c: _deployment(c, "Reranker")["ray_actor_options"].update(num_cpu=1)),
+     "applications.0.deployments.3.ray_actor_options.num_cpu: unknown field; did you mean num_cpus?"),
+    (_serve_config(lambda c: c["http_options"].update(hots="127.0.0.1")), "http_options.hots: unknown field; did you mean host?"),
+    (_serve_config(lambda c: c["applications"][1].update(rout_prefix="/x")),
+     "applications.1.rout_prefix: unknown field; did you mean route_prefix?"),
     (dump({"applications": [{"name": "a\nb", "import_path": "m:app", "route_prefix": "/x", "deployments": [
         {"name": "D", "autoscaling_config": {"min_replicas": 3, "max_replicas": 1}}]}]}),
      "'a\\nb/D'.autoscaling_config: max_replicas (1) must be"),
@@ -433,6 +442,7 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     files = {
         "bytes.yaml": b"\xff\xfe\x00garbage\x80",
         "unknown.yaml": _serve_config(lambda c: _deployment(c, "Reranker").update(name="Rerankr")),
+        "typo.yaml": _serve_config(lambda c: _deployment(c, "Reranker").update(max_ongoing_request=32)),
         "space.yaml": b"serve: {Reranker: {max_replicas: {type: int, low: 1, high: .inf}}}\n",
         "trace.csv": b"time_s,prompt_tokens\n0,12\n1,inf\n",
         "prices.yaml": b"cpu_hour: .inf\n",
@@ -451,6 +461,7 @@ OPTIMIZE = ["optimize", "--backend", "sim", "--target", "p99<1s", "--scenario", 
     ([*SIM, "--target", "p99<" + "9" * 400 + "ms"], "bound is too large (a number of 400 characters) at column 5"),
     ([*SIM, "--config", "{bytes}"], "is not valid YAML: not UTF-8 text"),
     ([*SIM, "--config", "{unknown}"], "'Rerankr' is not a deployment of target_app.app:rag_app"),
+    ([*SIM, "--config", "{typo}"], "deployments.3.max_ongoing_request: unknown field; did you mean max_ongoing_requests?"),
     ([*OPTIMIZE, "--space", "{space}"], "serve.Reranker.max_replicas.high: Input should be a finite number"),
     ([*SIM, "--scenario", "trace_replay", "--trace", "{trace}"], "column prompt_tokens must hold non-negative whole"),
     ([*SIM, "--scenario", "steady", "--max-in-flight", "0"], "--max-in-flight must be >= 1 and <= 1e+06 (got 0) "
@@ -462,7 +473,7 @@ OPTIMIZE = ["optimize", "--backend", "sim", "--target", "p99<1s", "--scenario", 
     ([*SIM, "--prices", "{prices}"], "cpu_hour: Input should be a finite number (got inf)"),
     ([*SIM, "--cluster", "hpa", "--cluster-file", "{cluster}"], "hpa: must be a mapping of the layer's settings"),
     ([*SIM, "--duration", "soon"], "Invalid value for '--duration'"),
-], ids=["target", "serve-config-bytes", "serve-config-name", "space", "trace", "scenario-option", "llm-url", "storage",
+], ids=["target", "serve-config-bytes", "serve-config-name", "serve-config-typo", "space", "trace", "scenario-option", "llm-url", "storage",
         "suite", "prices", "cluster-file", "typer-option"])
 def test_bad_input_exits_2_with_one_line_before_anything_is_written(tmp_path, bad_files, args, message):
     out = tmp_path / "out"
@@ -568,3 +579,28 @@ def test_bad_compute_settings_are_refused_before_anything_deploys(tmp_path, depl
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"{deployment}.user_config" in r.stderr and field in r.stderr, r.stderr
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scrape-interval", "0.1"], "scrape_interval_s: Input should be greater than or equal to 0.5"),
+    (["--metrics-report-ms", "50"], "ray_metrics_report_ms: Input should be greater than or equal to 100"),
+    (["--ray-gcs-port", "80"], "ports.ray_gcs: Input should be greater than or equal to 1024"),
+    (["--llm-port", "9090"], "ports.prometheus and ports.llm are both 9090"),
+])
+def test_bad_stack_settings_are_refused_before_anything_starts(tmp_path, args, message):
+    state = tmp_path / "state"
+    r = tuner("stack", "up", "--no-app", "--state-dir", str(state), *args)
+    assert message in refused(r)
+    assert not state.exists()
+
+
+def test_a_trial_that_never_measured_does_not_block_its_rerun(tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--state-dir", str(tmp_path / "no-stack"), "--target", "p99<1s", "--scenario", "steady", "--rate", "1",
+            "--duration", "5", "--warmup", "0", "--out", str(out)]
+    for _ in range(2):  # the second is refused for the missing stack again, not for the folder
+        r = tuner(*args)
+        assert r.returncode == 3 and "no stack is running" in r.stderr, r.stderr[-2000:]
+        assert json.loads((out / "result.json").read_text())["status"] == "unmeasured"
+    (out / "records.parquet").write_bytes(b"recorded")  # anything recorded is kept: refused again
+    assert "already holds files" in refused(tuner(*args))

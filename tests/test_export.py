@@ -165,6 +165,21 @@ def test_a_crd_violation_and_a_bad_serve_config_in_the_rayservice_are_caught(shi
     assert any("spec.serveConfigV2:" in p and "max_ongoing_requests" in p for p in found)
 
 
+def test_an_unknown_serve_field_in_the_rayservice_is_caught(shipped, tmp_path):
+    _, out = shipped
+    bad = _copy(out, tmp_path)
+
+    def edit(ds):
+        cfg = yaml.safe_load(ds[0]["spec"]["serveConfigV2"])
+        cfg["applications"][0]["deployments"][0]["autoscaling_config"] = {"min_replica": 1}
+        ds[0]["spec"]["serveConfigV2"] = yaml.safe_dump(cfg)
+
+    _rewrite(bad / "rayservice.yaml", edit)
+    found = check.check_folder(bad, "1.35")
+    assert any("spec.serveConfigV2: applications.0.deployments.0.autoscaling_config.min_replica: unknown field" in p
+               for p in found), found
+
+
 def test_core_objects_are_checked_strictly_for_the_stated_kubernetes_version(shipped, tmp_path):
     _, out = shipped
     bad = _copy(out, tmp_path)

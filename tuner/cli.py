@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuner.errors import TunerError, UsageError, first_problem
-from tuner.stack_config import StackConfig, StackPorts
+from tuner.stack_config import StackConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Load-test and tune Ray Serve autoscaling.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Ray + Serve app, LLM emulator, Milvus Lite, Prometheus.")
@@ -23,15 +23,19 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 STATE_DIR = typer.Option(Path(".tuner/stack"), "--state-dir", help="folder for the stack's PIDs, logs and data")
 
 
-def _stack_config(state_dir: Path, serve_config: Path | None = None, **ports: Optional[int]) -> StackConfig:
+def _stack_config(state_dir: Path, serve_config: Path | None = None, settings: dict | None = None,
+                  **ports: Optional[int]) -> StackConfig:
+    """The stack's settings from the options given; a bad one is a usage error naming its field."""
     from pydantic import ValidationError
 
     given = {k: v for k, v in ports.items() if v is not None}
+    extra = {k: v for k, v in (settings or {}).items() if v is not None}
+    if serve_config:
+        extra["serve_config"] = serve_config
     try:
-        extra = {"serve_config": serve_config} if serve_config else {}
-        return StackConfig(ports=StackPorts(**given), state_dir=state_dir, **extra)
+        return StackConfig.model_validate({"ports": given, "state_dir": state_dir, **extra})
     except ValidationError as e:
-        raise UsageError(f"ports.{first_problem(e)}") from e
+        raise UsageError(first_problem(e)) from e
 
 
 def _stack(state_dir: Path):
@@ -51,12 +55,19 @@ def stack_up(
     llm_port: Optional[int] = typer.Option(None, "--llm-port"),
     milvus_port: Optional[int] = typer.Option(None, "--milvus-port"),
     prometheus_port: Optional[int] = typer.Option(None, "--prometheus-port"),
+    scrape_interval: Optional[float] = typer.Option(
+        None, "--scrape-interval", metavar="SECONDS",
+        help="Prometheus's scrape interval (default 5): finer series and a shorter wait after each trial, for more CPU"),
+    metrics_report_ms: Optional[int] = typer.Option(
+        None, "--metrics-report-ms", metavar="MS", help="how often Ray's workers export metrics (default 5000)"),
 ) -> None:
     """Start the stack on 127.0.0.1 and deploy the Serve app."""
     from tuner.stack import Stack
 
-    cfg = _stack_config(state_dir, serve_config, ray_gcs=ray_gcs_port, ray_dashboard=ray_dashboard_port,
-                        ray_metrics=ray_metrics_port, llm=llm_port, milvus=milvus_port, prometheus=prometheus_port)
+    cfg = _stack_config(state_dir, serve_config,
+                        {"scrape_interval_s": scrape_interval, "ray_metrics_report_ms": metrics_report_ms},
+                        ray_gcs=ray_gcs_port, ray_dashboard=ray_dashboard_port, ray_metrics=ray_metrics_port,
+                        llm=llm_port, milvus=milvus_port, prometheus=prometheus_port)
     if no_app:
         cfg = cfg.model_copy(update={"deploy_app": False})
     existing = _stack(state_dir)

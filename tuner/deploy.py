@@ -33,6 +33,8 @@ def load_serve_config(path: Path) -> dict:
     if not isinstance(raw, dict):
         raise UsageError(f"serve config {path} must be a mapping with 'applications'")
     _check_deployment_entries(raw, path)
+    if problem := unknown_field(raw, ServeDeploySchema):
+        raise UsageError(f"serve config {path}: {problem}")
     try:
         ServeDeploySchema.model_validate(raw)
     except ValidationError as e:
@@ -53,6 +55,54 @@ def _check_deployment_entries(raw: dict, path: Path) -> None:
             if not isinstance(dep, dict):
                 raise UsageError(f"serve config {path}: applications.{i}.deployments.{j}: must be a mapping with "
                                  f"a name (got {type(dep).__name__})")
+
+
+def _nested_models(annotation) -> tuple[type | None, bool]:
+    """The pydantic model a field's annotation holds, if any, and whether as a list of them
+    (`Union[Dict, AutoscalingConfig]`, `List[ServeApplicationSchema]`, `Optional[...]`)."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, typing.List):
+        model, _ = _nested_models(args[0]) if args else (None, False)
+        return model, model is not None
+    for arg in args if origin in (typing.Union, types.UnionType) else ():
+        model, many = _nested_models(arg)
+        if model is not None:
+            return model, many
+    return None, False
+
+
+def unknown_field(raw: dict, model, where: str = "") -> str | None:
+    """The first key of `raw`, at any depth, that `model` (a pydantic model such as Ray's
+    ServeDeploySchema) does not define: `path: unknown field; did you mean ...?`, or None.
+
+    Ray's schemas ignore unknown keys, so `max_ongoing_request: 32` or `min_replica: 1` would
+    run silently on the defaults; a tuner that measured a config the user did not mean to
+    write is worse than one that refuses it. Free-form fields (`user_config`, `runtime_env`)
+    are left to their own checks."""
+    import difflib
+
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    for key, value in raw.items():
+        path = where + (str(key) if str(key).isprintable() else repr(key))  # one line, whatever the key
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            return f"{path}: unknown field" + (f"; did you mean {close[0]}?" if close else "")
+        nested, many = _nested_models(fields[key].annotation)
+        if nested is None:
+            continue
+        for i, item in (enumerate(value) if many and isinstance(value, list) else [(None, value)]):
+            if isinstance(item, dict):
+                inner = f"{path}.{i}." if i is not None else f"{path}."
+                if problem := unknown_field(item, nested, inner):
+                    return problem
+    return None
 
 
 def _check_names(raw: dict, path: Path) -> None:

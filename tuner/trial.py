@@ -311,8 +311,9 @@ def _keep_client_side(result: TrialResult, out: Path, rc: int, run_dir: Path | N
 def _collect_server(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult):
     """Wait until Prometheus holds the whole window, then read it; fills server figures and cost."""
     cfg, w = stack.cfg, result.window
-    # Serve flushes every 0.1 s, Ray exports every report interval, Prometheus scrapes: wait for all three.
-    flush = cfg.ray_metrics_report_ms / 1000 + 2 * cfg.scrape_interval_s + 1
+    # Serve hands its metrics to Ray every export interval, Ray exports every report interval,
+    # Prometheus scrapes: wait for all three.
+    flush = (cfg.serve_metrics_export_ms + cfg.ray_metrics_report_ms) / 1000 + 2 * cfg.scrape_interval_s
     at = max(w.drained or w.end, w.end) + flush
     # A scrape stamps its samples with its start but stores them when it ends (at most one
     # scrape timeout later): read `at` only once every scrape begun before it is stored, or a

@@ -37,8 +37,11 @@ def _serve_problems(cfg) -> list[str]:
     from pydantic import ValidationError
     from ray.serve.schema import ServeDeploySchema
 
+    from tuner.deploy import unknown_field
     from tuner.errors import first_problem
 
+    if isinstance(cfg, dict) and (problem := unknown_field(cfg, ServeDeploySchema)):
+        return [problem]
     try:
         ServeDeploySchema.model_validate(cfg)
     except ValidationError as e:
