@@ -73,3 +73,13 @@ def test_help_renders(command):
     r = subprocess.run([sys.executable, "-m", "tuner.cli", *command, "--help"], capture_output=True, text=True,
                        timeout=60, env={"COLUMNS": "120", "PATH": ""})
     assert r.returncode == 0 and "Usage" in r.stdout and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", [["run"], ["sim"], ["optimize"]])
+def test_help_at_80_columns_shows_every_example_whole_and_flags_without_a_value(command):
+    r = subprocess.run([sys.executable, "-m", "tuner.cli", *command, "--help"], capture_output=True, text=True,
+                       timeout=60, env={"COLUMNS": "80", "PATH": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "'p95[/rag]<800ms,error_rate<1%'" in r.stdout and "…" not in r.stdout
+    assert "<bool>" not in r.stdout and "list[" not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80

@@ -14,8 +14,12 @@ from rich.table import Table
 from tuner.errors import TunerError, UsageError, first_problem
 from tuner.stack_config import StackConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Load-test and tune Ray Serve autoscaling.")
-stack_app = typer.Typer(no_args_is_help=True, help="The local stack: Ray + Serve app, LLM emulator, Milvus Lite, Prometheus.")
+# Click's plain help, not rich's panels: these cut long help (a target's example) at the
+# terminal's width with an ellipsis and print flags as if they took a `<bool>` value.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Load-test and tune Ray Serve autoscaling.")
+stack_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="The local stack: Ray + Serve app, LLM emulator, Milvus Lite, Prometheus.")
 app.add_typer(stack_app, name="stack")
 # Tables are wide; a pipe or CI log gets a width that fits them rather than the 80 columns default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -114,7 +118,7 @@ def run(
     ctx: typer.Context,
     config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="Serve config to deploy"),
     scenario: str = typer.Option("burst", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
-    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95\\[/rag]<800ms,error_rate<1%'"),
+    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95[/rag]<800ms,error_rate<1%'"),
     duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of measured load"),
     out: Path = typer.Option(..., "--out", help="folder for result.json, records and series"),
     warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured"),
@@ -125,7 +129,7 @@ def run(
     stack_up: bool = typer.Option(False, "--stack-up", help="start the stack first if it is not running"),
     force: bool = typer.Option(False, "--force", help="replace what --out already holds"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
-    fault: list[str] = typer.Option([], "--fault", help="inject a fault, e.g. llm-outage@30s+20s or "
+    fault: list[str] = typer.Option([], "--fault", metavar="SPEC", help="inject a fault, e.g. llm-outage@30s+20s or "
                                     "kill-replica@20s:deployment=Reranker (repeatable; see tuner/faults.py)"),
     state_dir: Path = STATE_DIR,
 ) -> None:
@@ -173,7 +177,7 @@ def sim(
     config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="Serve config to simulate"),
     scenario: str = typer.Option("burst", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
     out: Path = typer.Option(..., "--out", help="folder for result.json and records"),
-    target: str = typer.Option("p99<500ms", "--target", help="e.g. 'p99<500ms' or 'p95\\[/rag]<800ms,error_rate<1%'"),
+    target: str = typer.Option("p99<500ms", "--target", help="e.g. 'p99<500ms' or 'p95[/rag]<800ms,error_rate<1%'"),
     duration: float = typer.Option(120.0, "--duration", min=1, max=7 * 24 * 3600, help="seconds of measured load"),
     warmup: float = typer.Option(20.0, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured"),
     calibration: str = typer.Option("local", "--calibration", help="local, gpu-h100, or a file from `tuner profile`"),
@@ -294,8 +298,8 @@ def _print_validation(cmp: dict) -> None:
 
 @app.command("optimize")
 def optimize(
-    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95\\[/rag]<800ms,error_rate<1%'"),
-    scenario: list[str] = typer.Option(["burst"], "--scenario", help="a scenario (repeat: the target must hold on each); "
+    target: str = typer.Option(..., "--target", help="e.g. 'p99<500ms' or 'p95[/rag]<800ms,error_rate<1%'"),
+    scenario: list[str] = typer.Option(["burst"], "--scenario", metavar="SCENARIO", help="a scenario (repeat: the target must hold on each); "
                                        "options after a colon, e.g. 'steady:--rate 6'"),
     out: Path = typer.Option(..., "--out", help="folder for the study, best_serve_config.yaml, trials.csv, summary.json"),
     config: Path = typer.Option(Path("target_app/serve_config.yaml"), "--config", help="the starting Serve config"),
@@ -308,7 +312,7 @@ def optimize(
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="stop after N trials without a better result"),
     pareto: bool = typer.Option(False, "--pareto", help="search cost against p99 and report the front"),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe, gp or random"),
-    baseline: list[Path] = typer.Option([], "--baseline", help="a Serve config to evaluate as a baseline (repeatable)"),
+    baseline: list[Path] = typer.Option([], "--baseline", metavar="FILE", help="a Serve config to evaluate as a baseline (repeatable)"),
     max_real: int = typer.Option(4, "--max-real", min=1, max=100, help="hybrid: candidates verified for real at most"),
     real_repeat: int = typer.Option(2, "--real-repeat", min=1, max=20, help="hybrid: real runs per candidate"),
     noise_floor: float = typer.Option(0.15, "--noise-floor", min=0, max=1,
@@ -647,7 +651,7 @@ def export(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="ray-autoscaler or hpa: what sizes the worker pods "
                                           "(default: the study's layer, else ray-autoscaler)"),
     cluster_file: Optional[Path] = typer.Option(None, "--cluster-file", help="cluster layers overriding tuner/data/cluster.yaml"),
-    fmt: list[str] = typer.Option(["all"], "--format", help="serve, rayservice, hpa, monitoring, grafana or all (repeatable)"),
+    fmt: list[str] = typer.Option(["all"], "--format", metavar="FORMAT", help="serve, rayservice, hpa, monitoring, grafana or all (repeatable)"),
     target: Optional[str] = typer.Option(None, "--target", help="the target the alerts and dashboard watch (default: the study's)"),
     name: str = typer.Option("target-app", "--name", help="the RayService's name"),
     namespace: str = typer.Option("ray-serve", "--namespace", help="Kubernetes namespace"),

@@ -160,6 +160,11 @@ def _parse_clause(full: str, part: str, offset: int, n: int) -> Clause:
     if not rest:
         raise fail(f"missing unit after {num.group()} (use {' or '.join(units)})", pos)
     if rest not in units:
+        unit = max((u for u in units if rest.startswith(u)), key=len, default=None)
+        tail = rest[len(unit):].strip() if unit else ""
+        if tail and any(ch in tail for ch in "<>"):  # 'p99<500ms; error_rate<1%': a unit, then another clause
+            raise fail(f"unexpected {tail!r} after {num.group()}{unit}: join clauses with "
+                       f"commas, e.g. 'p99<500ms,error_rate<1%'", pos + len(unit))
         raise fail(f"unknown unit {rest!r} for {metric} (use {' or '.join(units)})", pos)
     threshold = value * units[rest]
     if metric == "error_rate" and value > 100:
