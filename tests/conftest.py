@@ -38,6 +38,30 @@ def our_processes(exclude: set[int], session: str | None = None) -> list[str]:
     return found
 
 
+def listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
+    """(command, address, port) of every socket `processes` listen on."""
+    out = []
+    for p in processes:
+        try:
+            name = (p.cmdline() or [p.name()])[0]
+            out += [(name, c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+    return out
+
+
+def beyond_loopback(sockets: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The sockets not on loopback other than Ray's core gRPC servers (GCS, raylet, workers),
+    which listen on every interface in this Ray version whatever is set (token authentication
+    makes them refuse strangers)."""
+    import ipaddress
+
+    outward = [(n, ip, port) for n, ip, port in sockets if not ipaddress.ip_address(ip.removeprefix("::ffff:")).is_loopback]
+    return [(n, ip, port) for n, ip, port in outward
+            if not (ip in ("0.0.0.0", "::") and (n.endswith(("gcs_server", "raylet")) or n.startswith("ray::")))]
+
+
 def pid_snapshot() -> set[int]:
     """The pids alive now."""
     return set(psutil.pids())

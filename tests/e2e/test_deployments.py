@@ -20,13 +20,31 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def local_serve(built_models):
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": 0})
-        yield
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    # The stack's loopback settings (tuner/stack.py): without them this Ray's agents listen on
+    # the machine's outward address. Ray read the variable when it was imported: its constant too.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        mp.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
+        ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": 0})
+            yield
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+
+def test_the_tests_own_ray_listens_on_loopback_only(local_serve):
+    import os
+
+    import psutil
+
+    from tests.conftest import beyond_loopback, listening
+
+    run(QueryRewriter.bind(), "listen")  # a replica and the proxy up
+    sockets = listening(psutil.Process(os.getpid()).children(recursive=True))
+    assert sockets and not beyond_loopback(sockets), sockets
 
 
 def run(app, name):

@@ -85,31 +85,16 @@ def test_every_server_we_start_listens_on_loopback_only(stack):
     """Our servers (Prometheus, Milvus, the LLM emulator, the Ray dashboard, metrics and Serve's
     proxy) and Ray's agents listen on loopback only. Ray's core gRPC servers (GCS, raylet,
     workers) listen on every interface in this Ray version, with token authentication on."""
-    import ipaddress
-
-    import psutil
-
+    from tests.conftest import beyond_loopback, listening
     from tuner.processes import ProcessRecord, descendants
 
     state = json.loads((stack.state_dir / "state.json").read_text())
     records = [ProcessRecord.from_dict(d) for d in state["processes"]]
-    listening = []
-    for rec in [*records, *descendants(records)]:
-        try:
-            p = psutil.Process(rec.pid)
-            name = (p.cmdline() or [p.name()])[0]
-            listening += [(name, c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
-                          if c.status == psutil.CONN_LISTEN]
-        except psutil.Error:
-            continue
+    sockets = listening([p for rec in [*records, *descendants(records)] if (p := rec.process()) is not None])
     ours = {*stack.ports.values(), stack.http_port}
-    assert ours <= {port for _, _, port in listening}, (ours, listening)
-    outward = [(n, ip, port) for n, ip, port in listening if not ipaddress.ip_address(ip.removeprefix("::ffff:")).is_loopback]
-    assert not [x for x in outward if x[2] in ours], outward
-    assert all(ip in ("0.0.0.0", "::") and (n.endswith(("gcs_server", "raylet")) or n.startswith("ray::"))
-               for n, ip, _ in outward), outward
-    dashboard = json.loads((stack.state_dir / "state.json").read_text())["config"]["ports"]["ray_dashboard"]
-    assert all(ipaddress.ip_address(ip.removeprefix("::ffff:")).is_loopback for _, ip, port in listening if port == dashboard)
+    assert ours <= {port for _, _, port in sockets}, (ours, sockets)
+    assert not beyond_loopback(sockets), sockets
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for _, ip, port in sockets if port in ours), sockets
 
 
 def test_rag_answers_with_five_sources_from_milvus(stack):
