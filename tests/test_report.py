@@ -170,3 +170,19 @@ def test_a_trial_report_shows_faults_gaps_and_each_kind_of_failure(sim_trial, tm
     assert console == [] and "Faults injected" in dom and "latency back after s" in dom
     assert "Prometheus gap" in dom and "kill-replica" in dom  # shaded spans, labelled in the SVG
     assert "rejected (503)" in dom and "timeout" in dom and "rejected" in dom
+
+
+def test_the_generator_section_gives_the_send_lag_by_percentile_and_the_generators_cpu():
+    import pandas as pd
+
+    from tuner.report.build import _generator_section
+    from tuner.result import GeneratorHealth
+
+    lag = np.arange(1.0, 101.0)  # 1..100 ms behind schedule
+    df = pd.DataFrame({"lag_ms": np.append(lag, 5000.0), "dropped": [False] * 100 + [True]})  # a drop sends nothing
+    g = GeneratorHealth(saturated=False, lag_ms_p99=99.0, cpu_pct=12.0, limits={"max_lag_ms": 250.0, "max_cpu_pct": 90.0})
+    rows = dict(map(tuple, _generator_section(g, df, "")["tables"][0]["rows"]))
+    assert rows["send lag p50, ms behind schedule"] == pytest.approx(50.5)
+    assert rows["send lag p99, ms behind schedule"] == pytest.approx(99.01)
+    assert rows["send lag max, ms"] == 100.0
+    assert rows["generator CPU, % of one core"] == 12.0 and rows["limit: max_lag_ms"] == 250.0

@@ -109,7 +109,8 @@ def print_result(result: TrialResult, console: Console) -> None:
         g = result.generator
         flag = "" if not g.saturated else (" [red]SATURATED[/]" if result.status == "unmeasured"
                                             else " [yellow]behind schedule; the verdict does not depend on it[/]")
-        console.print(f"load generator: lag p99 {g.lag_ms_p99 or 0:.1f} ms, CPU {g.cpu_pct or 0:.0f}%{flag}")
+        console.print(f"load generator: sends p99 {g.lag_ms_p99 or 0:.1f} ms behind schedule, its CPU "
+                      f"{g.cpu_pct or 0:.0f}% of a core{flag}")
     if result.repeat:
         spread = Table("figure", "median", "CV", "values", title=f"{result.repeat.count} repeats (spread)")
         for name, s in result.repeat.spread.items():

@@ -146,12 +146,26 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
     sections.append(_section(f"{prefix}timelines", "Over the load window", figures=figs,
                              text="" if df is not None else "no request records in this folder"))
     if result.generator is not None:
-        g = result.generator
-        rows = [["saturated", g.saturated], ["reasons", "; ".join(g.reasons) or "-"], ["CPU %", g.cpu_pct]]
-        rows += [[k, v] for k, v in g.limits.items()]
-        sections.append(_section(f"{prefix}generator", "Load generator health",
-                                 tables=[{"headers": ["figure", "value"], "rows": rows}]))
+        sections.append(_generator_section(result.generator, df, prefix))
     return sections
+
+
+def _generator_section(g, df, prefix: str) -> dict:
+    """How closely the open-loop generator kept its schedule: the lag of each send behind its
+    scheduled time, by percentile, and its own CPU. A noisy trial is often a late generator."""
+    rows = [["saturated (past a limit below)", g.saturated], ["reasons", "; ".join(g.reasons) or "-"]]
+    if df is not None and "lag_ms" in df and len(df):
+        lag = df.loc[~df["dropped"].astype(bool), "lag_ms"].dropna().to_numpy(dtype=float)
+        for q in (50, 90, 99):
+            rows.append([f"send lag p{q}, ms behind schedule", round(float(np.percentile(lag, q)), 2) if lag.size else None])
+        rows.append(["send lag max, ms", round(float(lag.max()), 2) if lag.size else None])
+    else:
+        rows.append(["send lag p99, ms behind schedule", g.lag_ms_p99])
+    rows += [["generator CPU, % of one core", g.cpu_pct], ["arrivals without a record", g.lost_records]]
+    rows += [[f"limit: {k}", v] for k, v in g.limits.items()]
+    return _section(f"{prefix}generator", "Load generator health", tables=[{"headers": ["figure", "value"], "rows": rows}],
+                    text="Open loop: each request is due at its scheduled time whatever the answers before it; the "
+                         "lag is how late it was sent, and counts in its latency.")
 
 
 def trial_page(folder: Path) -> dict:
