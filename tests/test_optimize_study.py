@@ -201,3 +201,32 @@ def test_a_real_search_without_a_stack_exits_3(tmp_path):
                         "p99<1s", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 3 and len(lines) == 1 and "none is running" in lines[0]
+
+
+def test_the_study_storage_opens_in_optuna_dashboard_as_it_is(tmp_path):
+    """The README's `optuna-dashboard sqlite:///<out>/study.db`: the real dashboard server
+    lists the study and its completed trials from the file the search wrote."""
+    import httpx
+
+    from tests.e2e.conftest import free_port
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = run_study(backend("p99<60s"), SPACE, CONFIG, trials=3, storage=url, name="dash", seed=1)
+    port = free_port()
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"
+    proc = subprocess.Popen([str(dashboard), url, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, studies = time.monotonic() + 60, None
+        while time.monotonic() < deadline and studies is None:
+            try:
+                studies = httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=5).json()["study_summaries"]
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.3)
+        (found,) = [s for s in studies if s["study_name"] == "dash"]
+        detail = httpx.get(f"http://127.0.0.1:{port}/api/studies/{found['study_id']}", timeout=10).json()
+        assert len(detail["trials"]) == len(study.trials) == 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
