@@ -7,6 +7,8 @@ fingerprint, so rebuilding a deleted collection does not re-embed 10,000 passage
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from filelock import FileLock
 
@@ -21,8 +23,13 @@ def client_uri(uri: str) -> str:
     return uri if "://" in uri else str(resolve(uri))
 
 
-def passage_embeddings(docs: list[corpus.Passage]) -> np.ndarray:
-    """Unit-norm MiniLM embeddings of the passages, cached by corpus fingerprint."""
+# Passages embedded per step of the first build's progress (a multiple of the batch size).
+PROGRESS_CHUNK = 1024
+
+
+def passage_embeddings(docs: list[corpus.Passage], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Unit-norm MiniLM embeddings of the passages, cached by corpus fingerprint; `progress`
+    hears (done, total) as they are computed (minutes on a small CPU, the first time only)."""
     from target_app.rewriter import load_embedder
 
     cache = data_dir() / "embeddings" / f"minilm-{corpus.fingerprint(docs)}.npy"
@@ -31,14 +38,19 @@ def passage_embeddings(docs: list[corpus.Passage]) -> np.ndarray:
         if cache.exists():
             return np.load(cache)
         model = load_embedder(None)
-        vectors = model.encode([d.text for d in docs], batch_size=64, normalize_embeddings=True)
-        vectors = np.asarray(vectors, dtype="float32")
+        texts, parts = [d.text for d in docs], []
+        for start in range(0, len(texts), PROGRESS_CHUNK):
+            parts.append(model.encode(texts[start:start + PROGRESS_CHUNK], batch_size=64, normalize_embeddings=True))
+            if progress is not None:
+                progress(min(start + PROGRESS_CHUNK, len(texts)), len(texts))
+        vectors = np.concatenate(parts).astype("float32") if parts else np.zeros((0, DIM), dtype="float32")
         np.save(cache.with_suffix(".tmp.npy"), vectors)
         cache.with_suffix(".tmp.npy").rename(cache)
         return vectors
 
 
-def ensure_collection(client, name: str, size: int = corpus.DEFAULT_SIZE, seed: int = corpus.DEFAULT_SEED) -> int:
+def ensure_collection(client, name: str, size: int = corpus.DEFAULT_SIZE, seed: int = corpus.DEFAULT_SEED,
+                      progress: Callable[[int, int], None] | None = None) -> int:
     """Create and fill collection `name` unless it already holds the corpus; returns its row count."""
     if client.has_collection(name):
         count = int(client.get_collection_stats(name).get("row_count", 0))
@@ -49,7 +61,7 @@ def ensure_collection(client, name: str, size: int = corpus.DEFAULT_SIZE, seed: 
     from pymilvus import DataType, MilvusClient
 
     docs = corpus.passages(size, seed)
-    vectors = passage_embeddings(docs)
+    vectors = passage_embeddings(docs, progress)
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("domain", DataType.VARCHAR, max_length=32)
@@ -68,12 +80,12 @@ def ensure_collection(client, name: str, size: int = corpus.DEFAULT_SIZE, seed: 
     return len(docs)
 
 
-def build(uri: str, name: str = "docs") -> int:
+def build(uri: str, name: str = "docs", progress: Callable[[int, int], None] | None = None) -> int:
     """Connect to `uri` and make sure collection `name` holds the corpus."""
     from pymilvus import MilvusClient
 
     client = MilvusClient(client_uri(uri))
     try:
-        return ensure_collection(client, name)
+        return ensure_collection(client, name, progress=progress)
     finally:
         client.close()

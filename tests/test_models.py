@@ -52,3 +52,19 @@ def test_lora_adapters_load_and_differ(built_models):
         base_logits = base(**enc).logits
     assert not torch.allclose(logits[0], logits[1])
     assert not torch.allclose(logits[0], base_logits)
+
+
+def test_passage_embeddings_report_their_progress_and_are_cached(built_models, tmp_path, monkeypatch):
+    import numpy as np
+
+    from target_app import vector_store
+
+    monkeypatch.setenv("TARGET_APP_DATA", str(tmp_path))
+    monkeypatch.setattr(vector_store, "PROGRESS_CHUNK", 64)
+    docs = corpus.passages(150, 5)
+    seen = []
+    first = vector_store.passage_embeddings(docs, lambda done, total: seen.append((done, total)))
+    assert seen == [(64, 150), (128, 150), (150, 150)]
+    assert first.shape == (150, vector_store.DIM) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    again = vector_store.passage_embeddings(docs, lambda *_: seen.append("again"))
+    assert np.array_equal(first, again) and seen[-1] == (150, 150)  # from the cache, no work to report

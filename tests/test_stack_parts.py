@@ -116,3 +116,25 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path):
 def test_status_without_a_stack_exits_1(tmp_path):
     r = run_tuner("stack", "status", "--state-dir", str(tmp_path))
     assert r.returncode == 1 and "no stack recorded" in r.stdout
+
+
+def test_the_first_start_says_where_the_model_build_and_embedding_are(tmp_path):
+    """`stack up` relays the preparation's latest line while it waits, once per change."""
+    from tuner.stack import Stack, last_line
+    from tuner.stack_config import StackConfig
+
+    stack = Stack(StackConfig(state_dir=tmp_path / "state"))
+    stack.logs.mkdir(parents=True)
+    log_path = stack.logs / "prepare.log"
+    script = ("import sys, time\n"
+              "for line in ['building the local models', 'embedded 1,024 of 10,000 passages', "
+              "'embedded 2,048 of 10,000 passages']:\n"
+              "    print(line, flush=True); time.sleep(0.4)\n")
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=out)
+        said: list[str] = []
+        assert stack._wait_prepare(proc, time.perf_counter(), said.append, every_s=0.1) == 0
+    relayed = [x.split(": ", 1)[1] for x in said]
+    assert relayed == sorted(set(relayed), key=relayed.index)  # each line once
+    assert "embedded 1,024 of 10,000 passages" in relayed
+    assert last_line(log_path) == "embedded 2,048 of 10,000 passages" and last_line(tmp_path / "none") is None

@@ -198,7 +198,7 @@ class Stack:
         self._write_state(state)
         timings["services"] = round(time.perf_counter() - t0, 2)
         log(f"services up in {timings['services']:.1f}s (Prometheus, Milvus Lite, LLM emulator, Ray head)")
-        if prepare.wait() != 0:
+        if self._wait_prepare(prepare, t0, log) != 0:
             raise StackError(f"building models or the collection failed; see {self.logs / 'prepare.log'}")
         timings["prepare"] = round(time.perf_counter() - t0, 2)
         if serve_config:
@@ -208,6 +208,19 @@ class Stack:
                                 self.cfg.deploy_timeout_s, self.dashboard_headers())
             self._wait_http(f"{self.serve_url(serve_config)}/-/healthz", "serve")
             timings["app"] = round(time.perf_counter() - t0, 2)
+
+    def _wait_prepare(self, prepare: subprocess.Popen, t0: float, log, every_s: float = 15.0) -> int:
+        """Wait for the models and the collection, saying where they are every `every_s`: the
+        first start builds the models and embeds the corpus, minutes on a small CPU."""
+        said = None
+        while True:
+            try:
+                return prepare.wait(timeout=every_s)
+            except subprocess.TimeoutExpired:
+                now = last_line(self.logs / "prepare.log")
+                if now and now != said:
+                    log(f"preparing ({time.perf_counter() - t0:.0f}s): {now}")
+                    said = now
 
     def _prometheus_argv(self) -> list[str]:
         prom_dir = self.state_dir / "prometheus"
@@ -296,6 +309,17 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except OSError:
         return None
+
+
+def last_line(path: Path, tail_bytes: int = 4096) -> str | None:
+    """The last non-empty line of a log (its end only: logs grow), or None."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail_bytes))
+            lines = [x.strip() for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
 
 
 def _http_ok(url: str, headers: dict | None = None) -> bool:
