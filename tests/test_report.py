@@ -83,8 +83,23 @@ def test_a_study_report_shows_the_search(tmp_path):
     assert (out / "report.html").is_file() and "report:" in r.stdout  # written by default
     dom, console = browse(out / "report.html", tmp_path / "study.png")
     assert console == []
-    assert_drawn(dom, {"best-cost", "pareto", "importance", "against-baselines"})
-    assert "Ray defaults" in dom
+    assert_drawn(dom, {"best-cost", "pareto", "importance", "importance-p99", "against-baselines"})
+    assert "Ray defaults" in dom and "Best values, beside the starting config" in dom
+    from tuner.report.build import study_page
+
+    values = next(t for t in study_page(out)["sections"][0]["tables"] if t["caption"].startswith("Best values"))
+    assert values["headers"] == ["parameter", "tuned", "starting"] and all(r[2] is not None for r in values["rows"])
+
+
+def test_a_hybrid_studys_badge_says_the_verdict_is_the_real_stacks():
+    import pandas as pd
+
+    from tuner.report.build import _study_verdict
+
+    done = pd.DataFrame({"backend": ["sim"] * 3 + ["real"], "feasible": [True, True, False, False]})
+    v = _study_verdict({"best": None, "hybrid": {"reason": "time budget"}}, done)
+    assert v["text"] == "missed on the real stack (2 simulated trials met the target)" and v["css"] == "bad"
+    assert _study_verdict({"best": {"cost_per_hour": 1.0}}, done)["text"] == "met"
 
 
 def test_a_validation_report_overlays_real_and_simulated(sim_trial, tmp_path):

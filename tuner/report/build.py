@@ -185,7 +185,8 @@ def trial_page(folder: Path) -> dict:
 # ---- a study
 
 
-def _importances(folder: Path, summary: dict) -> dict[str, float]:
+def _importances(folder: Path, summary: dict) -> dict[str, dict[str, float]]:
+    """Optuna's parameter importances of the search's simulated study, for cost and for p99."""
     import optuna
 
     url = summary.get("storage") or f"sqlite:///{(folder / 'study.db').resolve()}"
@@ -202,9 +203,13 @@ def _importances(folder: Path, summary: dict) -> dict[str, float]:
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(done) < 4 or len(study.directions) != 1:
             return {}
+        out = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's note that low values are what is sought: they are
-            return optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+            out["cost"] = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+            if all(t.user_attrs.get("p99_ms") is not None for t in done):
+                out["p99"] = optuna.importance.get_param_importances(study, target=lambda t: t.user_attrs["p99_ms"])
+        return out
     except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
         return {}
 
@@ -226,10 +231,10 @@ def study_page(folder: Path) -> dict:
         front = [(p["cost_per_hour"], p["p99_ms"]) for p in summary.get("pareto") or []]
         figs.append(_figure("pareto", "Cost against p99" + (" and the Pareto front" if front else ""),
                             F.cost_against_p99(cost, done["p99_ms"].to_numpy(dtype=float), feasible, front, bounds)))
-    imp = _importances(folder, summary)
-    if imp:
-        figs.append(_figure("importance", "Parameter importances (Optuna's default evaluator, on cost)",
-                            F.bars(list(imp), list(imp.values()), "importance for cost")))
+    for target, imp in _importances(folder, summary).items():
+        figs.append(_figure("importance" if target == "cost" else f"importance-{target}",
+                            f"Parameter importances for {target} (Optuna's default evaluator, simulated trials)",
+                            F.bars(list(imp), list(imp.values()), f"importance for {target}")))
     best = summary.get("best")
     rows = [[label, b["backend"], b["cost_per_hour"], b["p99_ms"], b["feasible"],
              f"{best['savings'][label]['saving']:+.1%}" if best and best["savings"].get(label, {}).get("saving") is not None
@@ -248,19 +253,46 @@ def study_page(folder: Path) -> dict:
                             F.real_against_sim(list(s), list(r), list(lab))))
     meta = [("target", summary["target"]), ("backend", summary.get("backend")), ("scenarios", ", ".join(summary.get("scenarios", []))),
             ("trials", ", ".join(f"{k}: {v}" for k, v in (summary.get("trials") or {}).items()))]
+    hybrid = summary.get("hybrid") or {}
+    if hybrid:
+        meta += [("stopped", hybrid.get("reason")),
+                 ("correction of the simulator's p99", ", ".join(f"{k}: x{v:.2f}" for k, v in (hybrid.get("correction") or {}).items())
+                  or "none")]
     tables = [{"caption": "Best and baselines", "headers": ["", "backend", "cost per hour", "p99 ms", "met", "best saves"],
                "rows": rows}]
     if best:
-        tables.append({"caption": "Best values", "headers": ["parameter", "value"],
-                       "rows": [[k, v] for k, v in sorted(best["values"].items())]})
+        start = _starting_values(trials)
+        tables.append({"caption": "Best values, beside the starting config's", "headers": ["parameter", "tuned", "starting"],
+                       "rows": [[k, v, start.get(k)] for k, v in sorted(best["values"].items())]})
     if verified:
         tables.append({"caption": "Verified on the real stack",
                        "headers": ["trial", "label", "cost/h", "sim cost/h", "p99 ms", "sim p99 ms", "margin", "passed"],
                        "rows": [[v["trial"], v.get("label"), v["cost_per_hour"], v.get("sim_cost_per_hour"), v.get("p99_ms"),
                                  v.get("sim_p99_ms"), v.get("margin"), v.get("passed")] for v in verified]})
     return {"title": f"Study: the cheapest configuration for {summary['target']}", "subtitle": str(folder),
-            "verdict": _verdict("met" if best else "missed"), "meta": meta,
+            "verdict": _study_verdict(summary, done), "meta": meta,
             "sections": [_section("result", "Result", tables=tables), _section("search", "The search", figures=figs)]}
+
+
+def _starting_values(trials: pd.DataFrame) -> dict:
+    """The searched parameters as the starting config has them (its baseline trial's row)."""
+    rows = trials[trials["baselines"].fillna("").str.contains("starting config", regex=False)]
+    if not len(rows):
+        return {}
+    row = rows.iloc[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if "." in str(k) and pd.notna(v)}
+
+
+def _study_verdict(summary: dict, done: pd.DataFrame) -> dict:
+    """Met or missed, and where: a hybrid's verdict is the real stack's, whatever the simulated
+    trials said, and the badge says so rather than sit red above green simulated dots."""
+    met = summary.get("best") is not None
+    if not summary.get("hybrid"):
+        return _verdict("met" if met else "missed")
+    sim_met = int((done["backend"].eq("sim") & done["feasible"].astype(str).str.lower().eq("true")).sum())
+    verdict = _verdict("met" if met else "missed")
+    verdict["text"] = f"{'met' if met else 'missed'} on the real stack ({sim_met} simulated trials met the target)"
+    return verdict
 
 
 # ---- a validation
