@@ -85,6 +85,18 @@ def test_a_wall_clock_step_leaves_our_processes_ours(tmp_path, monkeypatch):
     assert not rec.alive()
 
 
+def test_a_record_written_by_an_earlier_version_still_finds_its_process(tmp_path):
+    import psutil
+
+    rec = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "s.log")
+    try:
+        legacy = {"name": rec.name, "pid": rec.pid, "create_time": psutil.Process(rec.pid).create_time(),
+                  "argv": rec.argv, "log": rec.log}
+        assert ProcessRecord.from_dict(legacy).alive()
+    finally:
+        stop([rec])
+
+
 def test_serve_config_errors_are_one_line_usage_errors(tmp_path):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("applications:\n  - name: [unclosed\n")

@@ -5,8 +5,8 @@ is never signalled. The start time is counted from boot, not read off the wall c
 psutil's `create_time()` adds /proc/stat's `btime`, which the kernel derives from the
 wall clock and which steps by a whole second whenever NTP slews it across a boundary
 (measured here: 5.5 ms a second). Against wall time, every process of a stack that had
-run a few minutes looked dead and the stack "stopped". Stopping takes the recorded process and its descendants, and
-nothing else.
+run a few minutes looked dead and the stack "stopped". Stopping takes the recorded
+process and its descendants, and nothing else.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class ProcessRecord:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProcessRecord":
+        d = dict(d)
+        if "create_time" in d:  # a stack started by an earlier version: its wall-clock start, now
+            d["started_after_boot_s"] = d.pop("create_time") - psutil.boot_time()
         return cls(**d)
 
     def process(self) -> psutil.Process | None:
