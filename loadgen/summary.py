@@ -24,7 +24,8 @@ COLUMNS = ["scheduled", "sent", "end", "route", "status", "error", "ttft_ms", "i
            "dropped", "unfinished", "degraded"]
 
 
-def _pcts(values, prefix: str) -> dict[str, float | None]:
+def percentiles(values, prefix: str) -> dict[str, float | None]:
+    """`prefix_pN` for each of PERCENTILES, `prefix_max` and `prefix_mean` of the finite values (None if none)."""
     arr = np.asarray(values, dtype=float)
     arr = arr[np.isfinite(arr)]
     out = {f"{prefix}_p{q:g}": (float(np.percentile(arr, q)) if arr.size else None) for q in PERCENTILES}
@@ -95,11 +96,11 @@ def _group(df: pd.DataFrame, rows: np.ndarray, kinds: pd.Series, ok: np.ndarray,
         "error_rate": n_failed / n_sent if n_sent else None,
         "top_errors": {str(k): int(v) for k, v in labels.value_counts().head(5).items()},
     }
-    out |= _pcts(df["latency_ms"].to_numpy()[sent], "latency_ms")
-    out |= _pcts(df["service_ms"].to_numpy()[done], "service_ms")
-    out |= _pcts(df["lag_ms"].to_numpy()[sent], "lag_ms")
-    out |= _pcts(df["ttft_ms"].to_numpy(dtype=float, na_value=np.nan)[sent], "ttft_ms")
-    out |= _pcts(itl_values(df["itl_ms"][sent]) if "itl_ms" in df else np.empty(0), "itl_ms")
+    out |= percentiles(df["latency_ms"].to_numpy()[sent], "latency_ms")
+    out |= percentiles(df["service_ms"].to_numpy()[done], "service_ms")
+    out |= percentiles(df["lag_ms"].to_numpy()[sent], "lag_ms")
+    out |= percentiles(df["ttft_ms"].to_numpy(dtype=float, na_value=np.nan)[sent], "ttft_ms")
+    out |= percentiles(itl_values(df["itl_ms"][sent]) if "itl_ms" in df else np.empty(0), "itl_ms")
     return out
 
 

@@ -150,15 +150,21 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
     return sections
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)
+
+
 def _generator_section(g, df, prefix: str) -> dict:
     """How closely the open-loop generator kept its schedule: the lag of each send behind its
     scheduled time, by percentile, and its own CPU. A noisy trial is often a late generator."""
     rows = [["saturated (past a limit below)", g.saturated], ["reasons", "; ".join(g.reasons) or "-"]]
     if df is not None and "lag_ms" in df and len(df):
-        lag = df.loc[~df["dropped"].astype(bool), "lag_ms"].dropna().to_numpy(dtype=float)
-        for q in (50, 90, 99):
-            rows.append([f"send lag p{q}, ms behind schedule", round(float(np.percentile(lag, q)), 2) if lag.size else None])
-        rows.append(["send lag max, ms", round(float(lag.max()), 2) if lag.size else None])
+        from loadgen.summary import percentiles
+
+        lag = percentiles(df.loc[~df["dropped"].astype(bool), "lag_ms"], "lag")
+        for q in ("p50", "p90", "p99"):
+            rows.append([f"send lag {q}, ms behind schedule", _round(lag[f"lag_{q}"])])
+        rows.append(["send lag max, ms", _round(lag["lag_max"])])
     else:
         rows.append(["send lag p99, ms behind schedule", g.lag_ms_p99])
     rows += [["generator CPU, % of one core", g.cpu_pct], ["arrivals without a record", g.lost_records]]
