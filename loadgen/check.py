@@ -4,8 +4,10 @@ Parses ARGS with Locust's own parser (so unknown options fail exactly as `locust
 builds the scenario's traffic (so bad values fail the same way). Exit 0 and print the traffic
 as JSON, or exit 2 with one line on stderr. With `--plan OUT` it also writes every arrival the
 scenario would send (due time, path, adapter, domain, tokens) to the Parquet file OUT: the
-simulator replays exactly what Locust would send. Tools that drive Locust run this in a process
-of its own: Locust patches the standard library with gevent on import.
+simulator replays exactly what Locust would send. `FILE --help` prints Locust's help with the
+scenario's options, which `locust -f FILE --help` cannot: Locust answers it before importing
+FILE. Tools that drive Locust run this in a process of its own: Locust patches the standard
+library with gevent on import.
 """
 
 from __future__ import annotations
@@ -27,22 +29,29 @@ def load(path: str, args: list[str]):
 
     from loadgen import openloop
     from loadgen.options import traffic_seconds
+    from loadgen.scenario import registry
     from loadgen.traces import TraceError
 
+    registry.clear()  # a file without a scenario must not run the one loaded before it
     try:
         load_locustfile(path)
     except (OSError, SyntaxError, ImportError) as e:
         raise Refused(f"cannot load scenario {path}: {e}") from None
+    declared = registry.current
+    if declared is None:
+        raise Refused("no @scenario function in the locustfile")
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
             opts = get_parser().parse_args(["-f", path, *args])
-    except SystemExit:
+    except SystemExit as e:
+        if e.code == 0:  # --help or --version: the parser has printed the answer
+            raise
         text = err.getvalue().split("error: ", 1)[-1].strip()
         raise Refused(f"scenario options: {'; '.join(text.splitlines()) or 'invalid'}") from None
     seconds = traffic_seconds(opts)
     try:
-        traffic, process, mix = openloop.build_traffic(opts, seconds)
+        traffic, process, mix = openloop.build_traffic(declared, opts, seconds)
     except (ValueError, TraceError) as e:
         raise Refused(str(e)) from None
     return opts, traffic, process, mix, seconds

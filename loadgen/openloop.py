@@ -1,7 +1,8 @@
 """Open-loop load in Locust, free of coordinated omission.
 
-A scenario file imports `OpenLoopUser` and `OpenLoopShape` (so Locust finds them) and
-decorates one function with `@scenario` that turns the parsed options into a shape. Then:
+A scenario file imports `OpenLoopUser` and `OpenLoopShape` (so Locust finds them) and declares,
+with `loadgen.scenario`'s `@scenario(option(...), ...)`, the function that turns the parsed options
+into a shape; the options join Locust's parser here. Then:
 
 - the master (or the single local process) resolves the run's duration, picks one common
   start time, and sends each generator process its plan: start time, index, count;
@@ -16,6 +17,9 @@ decorates one function with `@scenario` that turns the parsed options into a sha
 
 `OpenLoopShape` runs one dispatching user per generator process and ends the test when
 every generator has finished its schedule and drained, or `--drain` seconds after the end.
+
+A process's run state (its scenario, plan, generator and collector) is a `RunState` on Locust's
+`Environment`, as `environment.loadgen`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import gevent
 import psutil
@@ -44,8 +47,8 @@ from loadgen.sse import itl_ms, tokens_in
 from loadgen.arrivals import ArrivalProcess, Arrivals, arrivals
 from loadgen.mix import NUM_ADAPTERS, MixSettings, RequestMix, parse_weights
 from loadgen.options import DEFAULT_HOST, add_arguments, check_options, non_loopback_reason, traffic_seconds
-from loadgen.shapes import Shape, ShapeError
-from loadgen.traces import TraceData, TraceError
+from loadgen.scenario import Scenario, Traffic, registry
+from loadgen.traces import TraceError
 
 log = logging.getLogger("loadgen")
 
@@ -55,30 +58,11 @@ FLUSH_ROWS, FLUSH_S = 2000, 1.0
 _HEADERS = {"Accept-Encoding": "identity"}  # SSE events must arrive as sent, not inside a compressed stream
 
 
-@dataclass(frozen=True)
-class Traffic:
-    """What a scenario sends: a shape, and for trace replay the trace's token counts."""
-
-    shape: Shape
-    trace: TraceData | None = None
-
-
-_scenario: Callable | None = None
-
-
-def scenario(fn: Callable) -> Callable:
-    """Register `fn(opts, seconds) -> Shape | Traffic` as this locustfile's traffic."""
-    global _scenario
-    _scenario = fn
-    return fn
-
-
-def build_traffic(opts, seconds: float, adapters: int = NUM_ADAPTERS) -> tuple[Traffic, ArrivalProcess, MixSettings]:
+def build_traffic(declared: Scenario, opts, seconds: float,
+                  adapters: int = NUM_ADAPTERS) -> tuple[Traffic, ArrivalProcess, MixSettings]:
     """The scenario's traffic, arrival process and mix for the parsed options (raises ValueError)."""
-    if _scenario is None:
-        raise ShapeError("no @scenario function in the locustfile")
     check_options(opts)
-    made = _scenario(opts, seconds)
+    made = declared.traffic(opts, seconds)
     traffic = made if isinstance(made, Traffic) else Traffic(made)
     kind = opts.arrival or ("replay" if traffic.trace is not None else "poisson")
     process = ArrivalProcess(kind=kind, burstiness=opts.burstiness, seed=opts.seed)
@@ -103,10 +87,10 @@ def _discover_adapters(host: str, timeout: float) -> int | None:
 class Generator:
     """One process's share of a run: dispatches its arrivals, sends, records."""
 
-    def __init__(self, environment, plan: dict):
+    def __init__(self, environment, declared: Scenario, plan: dict):
         opts = environment.parsed_options
         self.env = environment
-        self.traffic, process, mix = build_traffic(opts, plan["seconds"], plan["adapters"])
+        self.traffic, process, mix = build_traffic(declared, opts, plan["seconds"], plan["adapters"])
         self.arrivals: Arrivals = arrivals(self.traffic.shape, process)
         trace = self.traffic.trace
         self.mix = RequestMix(mix, self.arrivals.times, opts.seed,
@@ -277,20 +261,21 @@ class Collector:
             log.warning("load generator fell behind: %s", "; ".join(summary["generator_health"]["reasons"]))
 
 
-class _State:
-    """Per-process run state; Locust's events are module-level, so is this."""
+@dataclass
+class RunState:
+    """One process's run, as `environment.loadgen`: the scenario it was started with, and the
+    plan, generator and collector of the test now running (none without a scenario)."""
 
+    scenario: Scenario | None
+    plan: dict | None = None
     generator: Generator | None = None
     collector: Collector | None = None
-    plan: dict | None = None
 
 
-state = _State()
-
-
+# Locust builds the parser of a run after importing the locustfile: the scenario declared there is known.
 @events.init_command_line_parser.add_listener
 def _arguments(parser):
-    add_arguments(parser)
+    add_arguments(parser, registry.current)
 
 
 def _fail(environment, message: str) -> None:
@@ -303,7 +288,10 @@ def _fail(environment, message: str) -> None:
 @events.init.add_listener
 def _init(environment, **_kw):
     runner = environment.runner
-    if runner is None or _scenario is None:
+    if runner is None:
+        return
+    run = environment.loadgen = RunState(registry.current)
+    if run.scenario is None:
         return
     opts = environment.parsed_options
     if not isinstance(runner, WorkerRunner):
@@ -312,41 +300,48 @@ def _init(environment, **_kw):
             print(f"error: target host {environment.host}: {reason} (pass --allow-remote to allow it)", file=sys.stderr)
             sys.exit(2)
         try:
-            build_traffic(opts, traffic_seconds(opts))
+            build_traffic(run.scenario, opts, traffic_seconds(opts))
         except (ValueError, TraceError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        runner.register_message(RECORDS, lambda environment, msg, **kw: state.collector and state.collector.add(msg.data))
+        runner.register_message(RECORDS, _on_records)
         runner.register_message(DONE, _on_done)
     if not isinstance(runner, MasterRunner):
         runner.register_message(PLAN, _on_plan)
 
 
 def _on_plan(environment, msg, **_kw):
-    state.plan = msg.data
-    state.generator = None
+    run = environment.loadgen
+    run.plan = msg.data
+    run.generator = None
+
+
+def _on_records(environment, msg, **_kw):
+    if environment.loadgen.collector is not None:
+        environment.loadgen.collector.add(msg.data)
 
 
 def _on_done(environment, msg, **_kw):
-    if state.collector is not None:
-        state.collector.done[msg.data["generator"]] = msg.data
+    if environment.loadgen.collector is not None:
+        environment.loadgen.collector.done[msg.data["generator"]] = msg.data
 
 
 @events.test_start.add_listener
 def _test_start(environment, **_kw):
     runner = environment.runner
-    if _scenario is None or isinstance(runner, WorkerRunner):
+    run = environment.loadgen
+    if run.scenario is None or isinstance(runner, WorkerRunner):
         return
     clients = sorted(c.id for c in runner.clients.ready + runner.clients.running + runner.clients.spawning) \
         if isinstance(runner, MasterRunner) else [None]
     opts = environment.parsed_options
     adapters = opts.adapters or _discover_adapters(environment.host or DEFAULT_HOST, 5.0) or NUM_ADAPTERS
-    state.collector = Collector(environment, len(clients))
+    run.collector = Collector(environment, len(clients))
     epoch = time.time() + LEAD_S
-    state.collector.epoch = epoch
+    run.collector.epoch = epoch
     # Published at once, so a harness can act at times of the load window (faults, tuner/inject.py).
-    state.collector.dir.mkdir(parents=True, exist_ok=True)
-    (state.collector.dir / "epoch").write_text(f"{epoch!r}\n")
+    run.collector.dir.mkdir(parents=True, exist_ok=True)
+    (run.collector.dir / "epoch").write_text(f"{epoch!r}\n")
     for index, client in enumerate(clients):
         runner.send_message(PLAN, {"epoch": epoch, "index": index, "count": len(clients),
                                    "seconds": traffic_seconds(opts), "adapters": adapters}, client_id=client)
@@ -354,14 +349,15 @@ def _test_start(environment, **_kw):
 
 @events.test_stop.add_listener
 def _test_stop(environment, **_kw):
-    if _scenario is None:
+    run = environment.loadgen
+    if run.scenario is None:
         return
-    if state.generator is not None:
-        state.generator.finish()
-        state.generator = None
-    if state.collector is not None and not isinstance(environment.runner, WorkerRunner):
-        state.collector.close()
-        state.collector = None
+    if run.generator is not None:
+        run.generator.finish()
+        run.generator = None
+    if run.collector is not None and not isinstance(environment.runner, WorkerRunner):
+        run.collector.close()
+        run.collector = None
 
 
 class OpenLoopUser(FastHttpUser):
@@ -377,11 +373,12 @@ class OpenLoopUser(FastHttpUser):
 
     @task
     def dispatch(self):
-        while state.plan is None:
+        run = self.environment.loadgen
+        while run.plan is None:
             gevent.sleep(0.05)
-        if state.generator is None:
-            state.generator = Generator(self.environment, state.plan)
-        gen = state.generator
+        if run.generator is None:
+            run.generator = Generator(self.environment, run.scenario, run.plan)
+        gen = run.generator
         if gen.claimed:  # more users than generators: the extra ones idle
             gevent.sleep(3600)
             return
@@ -400,7 +397,7 @@ class OpenLoopShape(LoadTestShape):
         runner = self.runner
         opts = runner.environment.parsed_options
         n = max(1, runner.worker_count) if isinstance(runner, MasterRunner) else 1
-        col = state.collector
+        col = runner.environment.loadgen.collector
         elapsed = self.get_run_time()
         if col is not None and col.all_done() or elapsed > LEAD_S + traffic_seconds(opts) + opts.drain + 5:
             return None

@@ -1,49 +1,76 @@
-"""The command-line options every scenario shares, through Locust's own custom-argument hook.
+"""The command-line options every scenario shares, and how loadgen adds options to Locust's parser.
 
-`locust -f scenarios/X.py --help` lists them under "Custom options"; the web UI shows them as
-fields; Locust ships them from the master to its workers.
+loadgen.openloop adds them, and the scenario's own, through Locust's custom-argument hook:
+Locust parses them, ships them from the master to its workers, and shows each as a field of the
+web UI's form. `python -m loadgen.check scenarios/X.py --help` lists them, each group under its
+title (Locust's own `--help` is answered before it imports the scenario).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlparse
+
+from loadgen.scenario import Option, Scenario, option
 
 DEFAULT_HOST = "http://127.0.0.1:8000"  # the stack's Serve HTTP proxy
 DEFAULT_SECONDS = 60.0
 
+COMMON = (
+    option("--rate", type=float, default=2.0, help="scenario base rate, requests/s (all generators together)"),
+    option("--duration", type=float, default=None,
+           help="traffic duration in seconds (default: -t/--run-time, else 60)"),
+    option("--seed", type=int, default=0, help="seed of arrivals and request mix"),
+    option("--arrival", choices=["poisson", "deterministic", "gamma", "replay"], default=None,
+           help="arrival process within the shape (default poisson; replay for traces)"),
+    option("--burstiness", type=float, default=1.0,
+           help="gamma shape for --arrival gamma: 1 Poisson, <1 burstier, >1 more even"),
+    option("--mix", default="rag=1,predict=1,lora=1", help="route weights, e.g. rag=2,predict=1,lora=0"),
+    option("--rag-no-stream", action="store_true", default=False,
+           help="ask /rag for whole answers (default: streamed, to measure TTFT and ITL)"),
+    option("--adapters", type=int, default=0,
+           help="LoRA adapters to draw from (0: ask the app's /v1/models, else 32)"),
+    option("--zipf", type=float, default=1.0, help="Zipf exponent of adapter popularity"),
+    option("--max-in-flight", type=int, default=1000,
+           help="cap on outstanding requests per generator; arrivals over it are dropped and counted"),
+    option("--request-timeout", type=float, default=60.0, help="seconds before a request counts as timed out"),
+    option("--drain", type=float, default=10.0,
+           help="seconds to wait for outstanding requests after the last arrival or a stop"),
+    option("--out", default="runs/loadgen",
+           help="folder for each run's records.parquet and summary.json (a subfolder per run)"),
+    option("--max-lag-ms", type=float, default=10.0,
+           help="schedule lag p99 above which the generator counts as saturated"),
+    option("--max-cpu", type=float, default=90.0,
+           help="generator CPU percent above which it counts as saturated"),
+    option("--allow-remote", action="store_true", default=False,
+           help="allow a target host that is not loopback"),
+)
 
-def add_arguments(parser) -> None:
-    """Register the shared scenario options on Locust's parser."""
-    g = parser.add_argument_group("open-loop load (loadgen)")
-    g.add_argument("--rate", type=float, default=2.0, help="scenario base rate, requests/s (all generators together)")
-    g.add_argument("--duration", type=float, default=None,
-                   help="traffic duration in seconds (default: -t/--run-time, else 60)")
-    g.add_argument("--seed", type=int, default=0, help="seed of arrivals and request mix")
-    g.add_argument("--arrival", choices=["poisson", "deterministic", "gamma", "replay"], default=None,
-                   help="arrival process within the shape (default poisson; replay for traces)")
-    g.add_argument("--burstiness", type=float, default=1.0,
-                   help="gamma shape for --arrival gamma: 1 Poisson, <1 burstier, >1 more even")
-    g.add_argument("--mix", default="rag=1,predict=1,lora=1", help="route weights, e.g. rag=2,predict=1,lora=0")
-    g.add_argument("--rag-no-stream", action="store_true", default=False,
-                   help="ask /rag for whole answers (default: streamed, to measure TTFT and ITL)")
-    g.add_argument("--adapters", type=int, default=0,
-                   help="LoRA adapters to draw from (0: ask the app's /v1/models, else 32)")
-    g.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of adapter popularity")
-    g.add_argument("--max-in-flight", type=int, default=1000,
-                   help="cap on outstanding requests per generator; arrivals over it are dropped and counted")
-    g.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request counts as timed out")
-    g.add_argument("--drain", type=float, default=10.0,
-                   help="seconds to wait for outstanding requests after the last arrival or a stop")
-    g.add_argument("--out", default="runs/loadgen",
-                   help="folder for each run's records.parquet and summary.json (a subfolder per run)")
-    g.add_argument("--max-lag-ms", type=float, default=10.0,
-                   help="schedule lag p99 above which the generator counts as saturated")
-    g.add_argument("--max-cpu", type=float, default=90.0,
-                   help="generator CPU percent above which it counts as saturated")
-    g.add_argument("--allow-remote", action="store_true", default=False,
-                   help="allow a target host that is not loopback")
+# What Locust's `parser.add_argument` takes beyond argparse's: marks its web UI reads off each
+# action to build its form. An option may set them; by default every option is a form field.
+WEB_UI_MARKS = {"include_in_web_ui": True, "is_secret": False, "is_required": False, "is_multiple": False}
+
+
+def add_arguments(parser, declared: Scenario | None) -> None:
+    """Add the shared options, and those of the `declared` scenario, to Locust's parser."""
+    _add_group(parser, "open-loop load (loadgen)", COMMON)
+    if declared is not None:
+        _add_group(parser, f"{declared.name} scenario", declared.options)
+        parser.set_defaults(**declared.defaults)
+
+
+def _add_group(parser, title: str, options: Iterable[Option]) -> None:
+    group = parser.add_argument_group(title)
+    for opt in options:
+        kwargs = dict(opt.kwargs)
+        marks = {name: kwargs.pop(name, default) for name, default in WEB_UI_MARKS.items()}
+        action = group.add_argument(*opt.flags, **kwargs)
+        # An argument group's add_argument is argparse's own: it takes no marks and sets none,
+        # and an action without them is left out of the web UI.
+        for name, value in marks.items():
+            setattr(action, name, value)
 
 
 # option: (lowest, whether the lowest itself is allowed, highest or None); Locust's parser

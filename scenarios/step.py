@@ -3,18 +3,12 @@
 `locust -f scenarios/step.py --headless -t 120s --steps 1,2,4,8`
 """
 
-from locust import events
-
-from loadgen.openloop import OpenLoopShape, OpenLoopUser, scenario  # noqa: F401 - Locust finds the user and shape here
+from loadgen.openloop import OpenLoopShape, OpenLoopUser  # noqa: F401 - Locust finds the user and shape here
+from loadgen.scenario import option, scenario
 from loadgen.shapes import Step
 
 
-@events.init_command_line_parser.add_listener
-def arguments(parser):
-    parser.add_argument("--steps", default="1,2,4,8", help="comma-separated rates, requests/s, one per step")
-
-
-@scenario
+@scenario(option("--steps", default="1,2,4,8", help="comma-separated rates, requests/s, one per step"))
 def traffic(opts, seconds):
     try:
         rates = [float(r) for r in opts.steps.split(",") if r.strip()]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psutil
 
-from stack_runs import ROOT, running_stack
+from stack_runs import running_stack
+from tuner.paths import REPO
 
 ROUTES = {"rag": "/rag", "predict": "/predict", "lora": "/v1/completions"}
 
@@ -75,7 +76,7 @@ def cpu_seconds(procs: dict[int, psutil.Process]) -> dict[int, tuple[str, float]
 def phase(roots: list[int], seconds: float, load: list[str] | None) -> tuple[dict[str, float], dict | None]:
     """Cores used per group over one phase, and the generator's summary if it ran load."""
     before = cpu_seconds(processes(roots))
-    gen = subprocess.Popen(load, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if load else None
+    gen = subprocess.Popen(load, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if load else None
     t0, gen_cpu = time.monotonic(), 0.0
     if gen is None:
         time.sleep(seconds)
@@ -111,12 +112,12 @@ def locust(route_weights: str, rate: float, seconds: float, out: Path) -> list[s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--state-dir", type=Path, default=ROOT / ".tuner/stack")
+    ap.add_argument("--state-dir", type=Path, default=REPO / ".tuner/stack")
     ap.add_argument("--rates", default="rag=3,predict=3,lora=3", help="the rate of each route's own phase, req/s")
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--idle", type=float, default=20)
     ap.add_argument("--budget", type=float, default=1.0, help="cores the whole host may use at the ceiling")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs/ceiling")
+    ap.add_argument("--out", type=Path, default=REPO / "runs/ceiling")
     a = ap.parse_args()
     rates = {k: float(v) for k, v in (kv.split("=") for kv in a.rates.split(","))}
     stack = running_stack(a.state_dir)

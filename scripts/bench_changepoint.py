@@ -1,9 +1,9 @@
 """Detection quality of the nightly CI's change-point detectors (BENCHMARKS.md, "Change-point
-detection (nightly CI)"; issue 07's goals: false alarms <= 5 % of nights on noise-only histories,
+detection (nightly CI)"; the goals: false alarms <= 5 % of nights on noise-only histories,
 a 10 % step regression detected within 3 nights >= 90 %).
 
 Synthetic histories of one value per night: a level of 1 times lognormal noise at a coefficient
-of variation (issue 03's figures: client p50 9.4 %, p99 14.8 %, cost 0.1 %), optionally the median
+of variation (the real trials' figures in BENCHMARKS.md: client p50 9.4 %, p99 14.8 %, cost 0.1 %), optionally the median
 of several repeats a night, optionally times a per-night level factor (the level moving between
 sessions). Every night n the CI calls `regression(history[:n+1], higher_is_worse=True)`:
 
@@ -33,8 +33,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stack_runs import running_stack, tuner_run  # noqa: E402
+from tuner.paths import REPO  # noqa: E402
 from tuner.stack import Stack  # noqa: E402
 
 FAULTS = ["llm-outage@{at}s+10s", "llm-errors@{at}s+10s", "llm-hang@{at}s+10s", "llm-slow@{at}s+10s:factor=5",
@@ -50,7 +51,7 @@ def run(args, stack: Stack, name: str, faults: list[str], kill_llm_at: float | N
 
         killer = threading.Thread(target=kill, daemon=True)
         killer.start()
-    rc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).returncode
+    rc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True).returncode
     result = json.loads((out / "result.json").read_text())
     rows = len(pd.read_parquet(out / "records.parquet", columns=["scheduled"])) if (out / "records.parquet").exists() else 0
     return rc, result, rows
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--at", type=float, default=10, help="seconds into the load window")
     ap.add_argument("--rate", type=float, default=3)
     ap.add_argument("--state-dir", type=Path, default=Path(".tuner"))
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-faults")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-faults")
     args = ap.parse_args()
     stack = running_stack(args.state_dir)
     print(f"## Faults (scripts/bench_faults.py --duration {args.duration:g} --at {args.at:g} --rate {args.rate:g})\n")

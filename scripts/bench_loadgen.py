@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from tuner.paths import REPO
+
 PY = sys.executable
 
 
@@ -48,7 +49,7 @@ def open_loop(host: str, out: Path, rate: float, seconds: float, mix: str = "pre
     """One headless run of scenarios/steady.py on core 0; its summary.json."""
     cmd = pinned(0, [PY, "-m", "locust", "-f", "scenarios/steady.py", "--headless", "-H", host, "--out", str(out),
                      "--rate", str(rate), "-t", f"{seconds:g}s", "--mix", mix, "--max-in-flight", "2000", *extra])
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds * 4 + 120)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=seconds * 4 + 120)
     if r.returncode not in (0, 1):
         raise RuntimeError(r.stderr[-2000:])
     summary = json.loads(sorted(out.glob("*/summary.json"))[-1].read_text())
@@ -69,7 +70,7 @@ def plain_locust(host: str, tmp: Path, seconds: float, users: int) -> float:
     """))
     cmd = pinned(0, [PY, "-m", "locust", "-f", str(f), "--headless", "-H", host, "-u", str(users), "-r", str(users),
                      "-t", f"{seconds:g}s", "--csv", str(tmp / "plain")])
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds * 4 + 60)
+    subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=seconds * 4 + 60)
     stats = pd.read_csv(tmp / "plain_stats.csv")
     return float(stats.loc[stats["Name"] == "Aggregated", "Requests/s"].iloc[0])
 
@@ -112,7 +113,7 @@ MEMORY = textwrap.dedent("""
 
 def memory(n: int, tmp: Path) -> tuple[float, float, float]:
     """(baseline MB, peak MB after writing n records, peak MB after summarising them)."""
-    out = subprocess.run([PY, "-c", MEMORY, str(n), str(tmp / "mem.parquet")], cwd=ROOT, capture_output=True,
+    out = subprocess.run([PY, "-c", MEMORY, str(n), str(tmp / "mem.parquet")], cwd=REPO, capture_output=True,
                          text=True, timeout=1200, check=True).stdout.split()
     assert int(out[3]) == n
     return float(out[0]), float(out[1]), float(out[2])
@@ -141,7 +142,7 @@ def main() -> None:
     port = free_port()
     host = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(pinned(1, [PY, "-m", "loadgen.echo_server", "--port", str(port), "--itl-ms", "5"]),
-                              cwd=ROOT, stdout=subprocess.DEVNULL)
+                              cwd=REPO, stdout=subprocess.DEVNULL)
     tmp = Path(tempfile.mkdtemp())
     try:
         time.sleep(1.5)

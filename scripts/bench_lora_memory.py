@@ -38,8 +38,8 @@ from types import SimpleNamespace
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PROMPTS = ["the contract was signed by", "my heart rate is", "the portfolio returns were"]
 MB = 1024 * 1024

@@ -17,9 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tuner.paths import REPO  # noqa: E402
 from tuner.result import load_result  # noqa: E402
 
 
@@ -31,7 +32,7 @@ def measure(config: Path, out: Path, a: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "tuner.cli", "run", "--config", str(config), "--scenario", "burst",
            "--target", a.target, "--duration", f"{a.duration:g}", "--warmup", f"{a.warmup:g}",
            "--repeat", str(a.repeats), "--out", str(out), "--force", "--no-report"]
-    rc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+    rc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL).returncode
     if rc not in (0, 1):
         sys.exit(f"tuner run failed with exit {rc}; see {out}")
     combined = load_result(out / "result.json")
@@ -52,7 +53,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--warmup", type=float, default=15)
     ap.add_argument("--target", default="p99<500ms")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-noise")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-noise")
     a = ap.parse_args()
     results = [measure(c, a.out / f"{i}-{c.stem}", a) for i, c in enumerate(a.configs)]
     a.out.mkdir(parents=True, exist_ok=True)

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from stack_runs import ROOT, running_stack
+from stack_runs import running_stack
 
 from tuner import deploy  # noqa: E402
 from tuner.optimize.space import apply  # noqa: E402
+from tuner.paths import REPO, SERVE_CONFIG  # noqa: E402
 from tuner.trial import deploy_for_trial  # noqa: E402
 from target_app.user_config import check_deployment  # noqa: E402
 
@@ -37,7 +38,7 @@ def probe(rate: float, a: argparse.Namespace, out: Path) -> dict:
                "--host", "http://127.0.0.1:8000", "--rate", f"{rate:g}", "--mix", a.mix, "-t", f"{seconds:g}s",
                "--duration", f"{seconds:g}", "--drain", "10", "--out", str(folder), "--max-lag-ms", "1000",
                "--seed", str(a.seed)]
-        subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     summary = json.loads(max(out.glob("*/summary.json")).read_text())
     o = summary["overall"]
     ok = o["errors"] == 0 and o["dropped"] == 0 and o["unfinished"] == 0
@@ -81,11 +82,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--warmup", type=float, default=15)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--state-dir", type=Path, default=ROOT / ".tuner/stack")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs/bench-scaling")
+    ap.add_argument("--state-dir", type=Path, default=REPO / ".tuner/stack")
+    ap.add_argument("--out", type=Path, default=REPO / "runs/bench-scaling")
     a = ap.parse_args()
     stack = running_stack(a.state_dir)
-    shipped = deploy.load_serve_config(ROOT / "target_app/serve_config.yaml")
+    shipped = deploy.load_serve_config(SERVE_CONFIG)
     results = {}
     for k in (int(x) for x in a.replicas.split(",")):
         fixed = {f"serve.{a.stage}.{kv.split('=')[0]}": yaml.safe_load(kv.split("=", 1)[1]) for kv in a.set}

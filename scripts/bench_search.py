@@ -1,4 +1,4 @@
-"""Search efficiency of `tuner optimize` (BENCHMARKS.md, "Search efficiency"; issue 05's goal):
+"""Search efficiency of `tuner optimize` (BENCHMARKS.md, "Search efficiency"; its goal):
 on a space small enough to simulate exhaustively, how many trials each sampler needs to find a
 configuration that meets the target at a cost within 5 % of the grid's optimum.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shlex
 import sys
 import time
 import warnings
@@ -28,21 +27,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from unittest import mock
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# Run as `python scripts/bench_search.py`: the repository is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tuner import cost, deploy, simulate, trial  # noqa: E402
+from tuner import deploy, simulate  # noqa: E402
+from tuner.paths import REPO, SERVE_CONFIG  # noqa: E402
 from tuner.optimize.evaluate import Evaluation, SimBackend  # noqa: E402
 from tuner.optimize.space import Space, apply, load_space, repair  # noqa: E402
+from tuner.plan import make_plan, split_scenario  # noqa: E402
 from tuner.optimize import study as study_module  # noqa: E402
+from tuner.optimize.attrs import TrialAttrs  # noqa: E402
 from tuner.optimize.study import baselines, run_study  # noqa: E402
 from tuner.result import TrialResult  # noqa: E402
-from tuner.sim.calibration import load_calibration  # noqa: E402
-from tuner.target import parse_target  # noqa: E402
 
 TOLERANCE = 0.05  # the goal: within 5 % of the grid's optimum cost
 # Sampler settings run_study does not offer, measured here beside its own (`--samplers`).
@@ -59,7 +59,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 class Bench:
     """What is simulated: the config, space, target, scenario and the simulator's settings."""
 
-    config: str = "target_app/serve_config.yaml"
+    config: str = str(SERVE_CONFIG.relative_to(REPO))
     space: str = "scripts/data/bench_search_space.yaml"
     target: str = "p99<800ms,p99[/v1/completions]<400ms"
     scenario: str = "burst:--rate 4 --burst-rps 12"
@@ -78,13 +78,11 @@ def load_bench(bench: Bench) -> tuple[dict, Space]:
 
 def sim_backend(bench: Bench, serve_config: dict) -> SimBackend:
     """The simulator backend, built as `tuner optimize` builds it."""
-    name, _, rest = bench.scenario.partition(":")
-    path, args = trial.scenario_path(name), tuple(shlex.split(rest))
-    spec = simulate.SimSpec(serve_config=serve_config, config_path=None, scenario=path, scenario_args=(),
-                            target=parse_target(bench.target), duration_s=bench.duration_s, out=Path("/nonexistent"),
-                            prices=cost.load_prices(None), calibration=load_calibration(bench.calibration),
-                            cluster=simulate.load_cluster(bench.cluster)[0], warmup_s=bench.warmup_s, seed=bench.seed)
-    return SimBackend(spec, [(path, args)])
+    path, args = split_scenario(bench.scenario)
+    plan = make_plan(config=None, serve_config=serve_config, scenario=path, target=bench.target,
+                     duration_s=bench.duration_s, out=Path("/nonexistent"), warmup_s=bench.warmup_s, seed=bench.seed,
+                     check=False)
+    return SimBackend(plan, simulate.sim_setup(bench.calibration, bench.cluster), [(path, args)])
 
 
 def grid_points(space: Space) -> list[dict]:
@@ -166,7 +164,7 @@ def best_curve(study: optuna.Study) -> list[float | None]:
     for t in sorted(study.trials, key=lambda t: t.number):
         if t.state != optuna.trial.TrialState.COMPLETE:
             continue
-        if t.user_attrs.get("feasible") and (best is None or t.value < best):
+        if TrialAttrs.of(t).feasible and (best is None or t.value < best):
             best = t.value
         curve.append(best)
     return curve

@@ -18,7 +18,8 @@ import yaml  # noqa: E402
 
 from loadgen.arrivals import ArrivalProcess, arrivals  # noqa: E402
 from loadgen.shapes import Burst  # noqa: E402
-from tuner.sim.calibration import load_calibration  # noqa: E402
+from tuner.calibration_file import accelerator_tables, load_calibration  # noqa: E402
+from tuner.paths import SERVE_CONFIG  # noqa: E402
 from tuner.sim.cluster import ClusterSpec  # noqa: E402
 from tuner.sim.run import simulate  # noqa: E402
 from tuner.policies.serve import ServeAutoscaling  # noqa: E402
@@ -56,7 +57,7 @@ def one_deployment(rate: float, seconds: float) -> tuple[int, int, float]:
 
 def rag_config() -> dict:
     """The shipped config with every RAG deployment autoscaled far enough to carry the load."""
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "target_app" / "serve_config.yaml").read_text())
+    cfg = yaml.safe_load(SERVE_CONFIG.read_text())
     for app in cfg["applications"]:
         for d in app["deployments"]:
             if app["name"] == "rag":
@@ -77,8 +78,10 @@ def rag_graph(rate: float, seconds: float) -> tuple[int, int, float, float]:
                          "prompt_tokens": None, "max_tokens": None})
     gpu = load_calibration("gpu-h100")
     cal = gpu.model_copy(update={"host_cpus": None, "llm": gpu.llm.model_copy(update={"engines": 4})})
+    config = rag_config()
+    tables = accelerator_tables(config)
     t0 = time.perf_counter()
-    out = simulate(rag_config(), plan, cal, ClusterSpec(head={"CPU": 10_000}), duration_s=seconds, warmup_s=0)
+    out = simulate(config, plan, cal, ClusterSpec(head={"CPU": 10_000}), tables=tables, duration_s=seconds, warmup_s=0)
     wall = time.perf_counter() - t0
     ok = out.records["status"].eq(200).mean()
     return len(times), out.events, wall, float(ok)

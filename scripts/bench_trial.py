@@ -23,9 +23,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tuner.paths import REPO, SERVE_CONFIG  # noqa: E402
 from tuner.result import load_result  # noqa: E402
 
 TARGET = "p99<500ms"
@@ -36,7 +37,7 @@ def tuner_run(config: Path, out: Path, args: argparse.Namespace, repeat: int) ->
            "--target", TARGET, "--duration", str(args.duration), "--warmup", str(args.warmup),
            "--repeat", str(repeat), "--out", str(out), "--force"]
     t0 = time.perf_counter()
-    rc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+    rc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL).returncode
     return rc, time.perf_counter() - t0
 
 
@@ -50,8 +51,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--warmup", type=float, default=20)
-    ap.add_argument("--config", type=Path, default=ROOT / "target_app" / "serve_config.yaml")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-trial")
+    ap.add_argument("--config", type=Path, default=SERVE_CONFIG)
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-trial")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -8,7 +8,7 @@ target class keeps the rest and does the work at the H100's measured rates scale
 cards' datasheet ratios. Adapter loads keep their host work and move the adapter's bytes over
 the target's PCIe link instead of the H100's.
 
-    .venv/bin/python scripts/derive_accelerator.py --target l4   # writes target_app/profiles/l4.json
+    .venv/bin/python scripts/derive_accelerator.py --target l4   # writes target_app/accelerators/l4.json
 
 Sources of the ratios (datasheets): NVIDIA H100 SXM5: 3.35 TB/s HBM3, 989 TFLOP/s dense BF16,
 PCIe Gen5 x16; NVIDIA L4: 300 GB/s GDDR6, 121 TFLOP/s dense FP16/BF16 (242 with sparsity),
@@ -22,10 +22,11 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from target_app.paths import PROFILES_DIR  # noqa: E402
+from target_app.paths import ACCELERATOR_TABLES  # noqa: E402
+from tuner.paths import REPO  # noqa: E402
 
 H100 = {"bandwidth_GBps": 3350, "bf16_TFLOPs": 989, "pcie_GBps": 64 * 0.8}
 TARGETS = {
@@ -96,16 +97,16 @@ def derive(source: dict, target: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=sorted(TARGETS), default="l4")
-    ap.add_argument("--source", type=Path, default=PROFILES_DIR / "h100.json")
+    ap.add_argument("--source", type=Path, default=ACCELERATOR_TABLES / "h100.json")
     a = ap.parse_args()
     out = derive(json.loads(a.source.read_text()), TARGETS[a.target])
-    path = PROFILES_DIR / f"{a.target}.json"
+    path = ACCELERATOR_TABLES / f"{a.target}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"| stage | batch | H100 ms | {a.target} ms |\n|---|---|---|---|")
     h = {(r[0], r[1], r[2]): r[3] for r in json.loads(a.source.read_text())["rows"]}
     for r in out["rows"]:
         print(f"| {r[0]} ({r[1]}) | {r[2]} | {h[(r[0], r[1], r[2])]:.2f} | {r[3]:.2f} |")
-    print(f"\nwrote {path.relative_to(ROOT)}")
+    print(f"\nwrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Runs on the lent GPU machine with its python3 (torch + transformers + peft); models are built
 from configs with random weights, since run time does not depend on weight values and the
 device machine has no internet. Writes OUT/accelerators-h100.json (named after the card) in the
-columns format of the other tables in target_app/profiles/, rewriting it after every row so a
+columns format of the other tables in target_app/accelerators/, rewriting it after every row so a
 later failure keeps what was measured.
 
     python3 scripts/measure_accelerators.py --out DIR            # on the GPU

@@ -25,10 +25,11 @@ import pandas as pd
 import psutil
 from scipy.stats import linregress
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a file (`python scripts/...`): this checkout's packages first, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stack_runs import running_stack, tuner_run  # noqa: E402
+from tuner.paths import REPO  # noqa: E402
 from tuner.processes import descendants  # noqa: E402
 from tuner.stack import Stack  # noqa: E402
 
@@ -88,7 +89,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1.0, help="diurnal night rate, requests/s")
     ap.add_argument("--rate-peak", type=float, default=4.0, help="diurnal peak rate, requests/s")
     ap.add_argument("--state-dir", type=Path, default=Path(".tuner"))
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "soak")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "soak")
     args = ap.parse_args()
     stack = running_stack(args.state_dir)
     seconds = args.minutes * 60
@@ -99,7 +100,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list = []
     stop = threading.Event()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(args.out / "tuner.log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(args.out / "tuner.log", "w"), stderr=subprocess.STDOUT)
     sampler = threading.Thread(target=sample, args=(stack, psutil.Process(proc.pid), args.sample_every, stop, rows))
     sampler.start()
     rc = proc.wait()

@@ -1,6 +1,6 @@
 """The Serve applications of the system under test, as `serve deploy` imports them.
 
-Deployment names are a contract with the tuner, the tests and the exported manifests.
+The names, routes and call graph are target_app/topology.py's; the graphs bound here follow it.
 Every tunable lives in `serve_config.yaml`, which overrides the decorator defaults here.
 """
 
@@ -13,20 +13,12 @@ from target_app.rerank import Reranker
 from target_app.rewriter import QueryRewriter
 from target_app.router import DomainClassifier, DomainRouter
 from target_app.search import VectorSearch
-
-CLASSIFIER_NAMES = {"legal": "LegalClassifier", "medical": "MedicalClassifier", "finance": "FinanceClassifier"}
-
-# application name -> (route_prefix, deployment names), the shape serve_config.yaml must have.
-APPLICATIONS = {
-    "rag": ("/rag", ["QueryRewriter", "VectorSearch", "Reranker", "LLMGenerator", "RAGService"]),
-    "router": ("/predict", ["DomainRouter", *CLASSIFIER_NAMES.values()]),
-    "lora": ("/v1", ["LoRACompletions", "MultiLoRAModel"]),
-}
+from target_app.topology import CLASSIFIERS
 
 rag_app = RAGService.bind(QueryRewriter.bind(), VectorSearch.bind(), Reranker.bind(), LLMGenerator.bind())
 
 router_app = DomainRouter.bind(
-    *(DomainClassifier.options(name=CLASSIFIER_NAMES[d]).bind(d) for d in ("legal", "medical", "finance"))
+    *(DomainClassifier.options(name=CLASSIFIERS[d]).bind(d) for d in ("legal", "medical", "finance"))
 )
 
 lora_app = LoRACompletions.bind(MultiLoRAModel.bind())

@@ -7,7 +7,7 @@ and the stage spends next to no CPU. That is how a 2-core machine hosts the timi
 a GPU deployment in which every replica brings its own accelerator, so that a replica adds
 capacity instead of contention.
 
-Accelerator tables live in target_app/profiles/<accelerator>.json (columns model, dtype, batch,
+Accelerator tables live in target_app/accelerators/<accelerator>.json (columns model, dtype, batch,
 median_ms, p90_ms, ...); each file names its source. Nothing here imports Ray: the tuner checks
 a Serve config's compute blocks with this module before anything deploys.
 """
@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from target_app.paths import PROFILES_DIR
+from target_app.paths import ACCELERATOR_TABLES
 
 
 class ComputeConfig(BaseModel):
@@ -32,7 +32,7 @@ class ComputeConfig(BaseModel):
 
     mode: Literal["local", "emulated"] = "local"
     accelerator: str | None = Field(
-        None, description="accelerator table: a name in target_app/profiles/ (h100, l4) or a .json path")
+        None, description="accelerator table: a name in target_app/accelerators/ (h100, l4) or a .json path")
     stage: str | None = Field(None, description="the table's row key (its `model` column), e.g. minilm-l6-embed-seq64")
     dtype: str | None = Field(None, description="dtype column to select where the stage has several")
     statistic: Literal["median_ms", "p90_ms"] = "median_ms"
@@ -111,26 +111,27 @@ def accelerator_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".json" and p.is_file():
         return p
-    packaged = PROFILES_DIR / f"{name_or_path}.json"
+    packaged = ACCELERATOR_TABLES / f"{name_or_path}.json"
     if packaged.is_file():
         return packaged
     raise ValueError(f"compute.accelerator {name_or_path!r} not found; packaged: {', '.join(packaged_accelerators())}")
 
 
 def packaged_accelerators() -> list[str]:
-    """Names of the accelerator tables shipped in target_app/profiles/."""
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+    """Names of the accelerator tables shipped in target_app/accelerators/."""
+    return sorted(p.stem for p in ACCELERATOR_TABLES.glob("*.json"))
 
 
 @lru_cache(maxsize=32)
-def _rows(path: Path) -> tuple[dict, ...]:
+def accelerator_rows(path: Path) -> tuple[dict, ...]:
+    """The rows of an accelerator table file, each a mapping of its columns (read once)."""
     doc = json.loads(path.read_text())
     return tuple(dict(zip(doc["columns"], r)) for r in doc["rows"])
 
 
 def table_rows(accelerator: str, stage: str, dtype: str | None, statistic: str) -> list[tuple[int, float]]:
     """(batch, ms) points of one stage of an accelerator table (ValueError naming the field)."""
-    rows = _rows(accelerator_path(accelerator))
+    rows = accelerator_rows(accelerator_path(accelerator))
     chosen = [r for r in rows if r["model"] == stage and (dtype is None or r["dtype"] == dtype)]
     if not chosen:
         stages = sorted({f"{r['model']} ({r['dtype']})" for r in rows})

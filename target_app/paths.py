@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-PROFILES_DIR = PACKAGE_DIR / "profiles"
+ACCELERATOR_TABLES = PACKAGE_DIR / "accelerators"
 DEFAULT_SERVE_CONFIG = PACKAGE_DIR / "serve_config.yaml"
 
 

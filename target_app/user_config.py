@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from target_app.batching import BatchSettings
 from target_app.breaker import BreakerConfig
 from target_app.compute import ComputeConfig, ServiceTimeTable
+from target_app.topology import CLASSIFIERS
 
 # The emulated LoRA model's tables: `<stage>-prefill` (by prompt tokens), `-decode` (one step,
 # by running sequences) and `-load` (one adapter brought onto the device).
@@ -119,7 +120,7 @@ class LoRAConfig(BaseModel):
 USER_CONFIGS: dict[str, type[BaseModel]] = {
     "QueryRewriter": RewriterConfig, "VectorSearch": SearchConfig, "Reranker": RerankConfig,
     "LLMGenerator": GeneratorConfig, "RAGService": RAGConfig, "MultiLoRAModel": LoRAConfig,
-    "LegalClassifier": ClassifierConfig, "MedicalClassifier": ClassifierConfig, "FinanceClassifier": ClassifierConfig,
+    **dict.fromkeys(CLASSIFIERS.values(), ClassifierConfig),
 }
 
 

@@ -27,13 +27,15 @@ from loadgen import options
 from loadgen.mix import parse_weights
 from loadgen.traces import MAX_TOKENS, TraceError, load_trace
 from tuner.bench import Suite, load_suite
-from tuner.cost import Prices, load_prices
+from tuner.calibration_file import load_calibration
+from tuner.cost import Prices
 from tuner.deploy import load_serve_config
 from tuner.errors import UsageError, first_problem
 from tuner.export.settings import ExportSettings
 from tuner.optimize.space import Space, load_space
 from tuner.optimize.study import open_storage
-from tuner.sim.calibration import Calibration, load_calibration
+from tuner.prices_file import load_prices
+from tuner.sim.calibration import Calibration
 from tuner.simulate import load_cluster
 from tuner.target import Target, TargetError, parse_target
 
@@ -159,11 +161,11 @@ def _deployment(cfg: dict, name: str) -> dict:
 
 
 @pytest.mark.parametrize("data, message", [
-    (b"applications: [\n", "is not valid YAML at line 2"),
-    (b"\xff\xfe\x00garbage\x80", "is not valid YAML: not UTF-8 text"),
-    (b"a: " + b"[" * 5000, "is not valid YAML: nested too deeply"),
-    (b"- rag\n- router\n", "must be a mapping with 'applications'"),
-    (b"", "must be a mapping with 'applications'"),
+    (b"applications: [\n", "serve.yaml: not YAML at line 2: expected the node content, but found '<stream end>'"),
+    (b"\xff\xfe\x00garbage\x80", "serve.yaml: not UTF-8 text"),
+    (b"a: " + b"[" * 5000, "serve.yaml: not YAML: nested too deeply"),
+    (b"- rag\n- router\n", "serve.yaml: must be a mapping with 'applications'"),
+    (b"", "serve.yaml: must be a mapping with 'applications'"),
     (_serve_config(lambda c: _deployment(c, "Reranker").update(name="Rerankr")),
      "applications.0.deployments.3.name: 'Rerankr' is not a deployment of target_app.app:rag_app (it has LLMGenerator, "
      "QueryRewriter, RAGService, Reranker, VectorSearch)"),
@@ -434,6 +436,32 @@ def test_any_calibration_file_loads_or_is_one_usage_error(scratch, data):
     assert cal is None or isinstance(cal, Calibration)
 
 
+@pytest.mark.parametrize("load, option", [
+    (load_serve_config, "serve config"),
+    (load_prices, "--prices"),
+    (load_calibration, "--calibration"),
+    (lambda path: load_space(path, SHIPPED), "--space"),
+    (lambda path: load_suite(str(path)), "--suite"),
+])
+@pytest.mark.parametrize("name, data, problem", [
+    ("missing.yaml", None, "does not exist"),
+    ("folder.yaml", "folder", "is not a file"),
+    ("bad.yaml", b"a: [1,\n", "not YAML at line 2: expected the node content, but found '<stream end>'"),
+    ("tab.yaml", b"a:\n\t- b\n", "not YAML at line 2: found character '\\t' that cannot start any token"),
+    ("bytes.yaml", b"\xff\xfe\x00garbage\x80", "not UTF-8 text"),
+    ("deep.yaml", b"a: " + b"[" * 5000, "not YAML: nested too deeply"),
+])
+def test_every_user_yaml_file_is_refused_alike(tmp_path, load, option, name, data, problem):
+    path = tmp_path / name
+    if data == "folder":
+        path.mkdir()
+    elif data is not None:
+        path.write_bytes(data)
+    with pytest.raises(UsageError) as info:
+        load(path)
+    assert usage_error(info.value) == f"{option} {path}: {problem}"
+
+
 # ---- every parser through the CLI: exit 2, one line, no traceback, nothing written
 
 @pytest.fixture(scope="module")
@@ -459,7 +487,7 @@ OPTIMIZE = ["optimize", "--backend", "sim", "--target", "p99<1s", "--scenario", 
 
 @pytest.mark.parametrize("args, message", [
     ([*SIM, "--target", "p99<" + "9" * 400 + "ms"], "bound is too large (a number of 400 characters) at column 5"),
-    ([*SIM, "--config", "{bytes}"], "is not valid YAML: not UTF-8 text"),
+    ([*SIM, "--config", "{bytes}"], "bytes.yaml: not UTF-8 text"),
     ([*SIM, "--config", "{unknown}"], "'Rerankr' is not a deployment of target_app.app:rag_app"),
     ([*SIM, "--config", "{typo}"], "deployments.3.max_ongoing_request: unknown field; did you mean max_ongoing_requests?"),
     ([*OPTIMIZE, "--space", "{space}"], "serve.Reranker.max_replicas.high: Input should be a finite number"),
@@ -595,12 +623,20 @@ def test_bad_stack_settings_are_refused_before_anything_starts(tmp_path, args, m
 
 
 def test_a_trial_that_never_measured_does_not_block_its_rerun(tmp_path):
+    from tuner.plan import make_plan, result_header, write_config
+    from tuner.result import write_result
+
     out = tmp_path / "out"
+    # What a trial that stopped at its check (Prometheus down) leaves: its config and an unmeasured result.
+    plan = make_plan(config=None, serve_config={"applications": []}, scenario="steady", target="p99<1s", duration_s=5,
+                     out=out, check=False)
+    write_config(plan)
+    write_result(out / "result.json", result_header(plan, "real"))
     args = ["run", "--state-dir", str(tmp_path / "no-stack"), "--target", "p99<1s", "--scenario", "steady", "--rate", "1",
             "--duration", "5", "--warmup", "0", "--out", str(out)]
-    for _ in range(2):  # the second is refused for the missing stack again, not for the folder
+    for _ in range(2):  # refused for the missing stack, not for the folder, and before it writes anything
         r = tuner(*args)
-        assert r.returncode == 3 and "no stack is running" in r.stderr, r.stderr[-2000:]
-        assert json.loads((out / "result.json").read_text())["status"] == "unmeasured"
+        assert r.returncode == 3 and "tuner run needs the stack: no stack is running" in r.stderr, r.stderr[-2000:]
+        assert not any(out.iterdir())
     (out / "records.parquet").write_bytes(b"recorded")  # anything recorded is kept: refused again
     assert "already holds files" in refused(tuner(*args))

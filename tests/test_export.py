@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from target_app.paths import DEFAULT_SERVE_CONFIG
-from tuner.cost import load_prices
 from tuner.errors import UsageError
 from tuner.export import autoscaling, bundle, check, inputs, monitoring
 from tuner.export.settings import ExportSettings
 from tuner.export.sizing import Demand, PodShape, plan_groups, pods_needed
 from tuner.policies.hpa import HPABehavior, HPAPolicy, HPAScalingRules, HPASpec, MetricTarget
+from tuner.prices_file import load_prices
 from tuner.target import parse_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,7 +322,7 @@ def test_one_format_writes_only_its_files(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--config", "{bad}"], "rag/QueryRewriter.autoscaling_config: max_replicas (3) must be greater than or equal to "
                             "min_replicas (5)"),
-    (["--config", "missing.yaml"], "does not exist"),
+    (["--config", "missing.yaml"], "serve config missing.yaml: does not exist"),
     (["--config", "target_app/serve_config.yaml", "--cluster", "fixed"], "is not one of ray-autoscaler, hpa"),
     (["--config", "target_app/serve_config.yaml", "--format", "helm"], "--format: 'helm' is not one of"),
     (["--config", "target_app/serve_config.yaml", "--namespace", "Prod_NS"], "--namespace: 'Prod_NS' is not a DNS-1123"),

@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuner.cost import load_prices
 from tuner.optimize.evaluate import SimBackend
 from tuner.optimize.space import apply
-from tuner.sim.calibration import load_calibration
-from tuner.simulate import SimSpec, load_cluster
-from tuner.target import parse_target
+from tuner.plan import make_plan
+from tuner.simulate import sim_setup
 
 CONFIG = yaml.safe_load(open("target_app/serve_config.yaml"))
 STEADY = (Path("scenarios/steady.py"), ("--rate", "3"))
@@ -20,10 +18,9 @@ BURST = (Path("scenarios/burst.py"), ("--rate", "2", "--burst-rps", "6"))
 
 
 def backend(target: str, scenarios) -> SimBackend:
-    spec = SimSpec(serve_config=CONFIG, config_path=None, scenario=scenarios[0][0], scenario_args=(),
-                   target=parse_target(target), duration_s=40, out=Path("/nonexistent"), prices=load_prices(None),
-                   calibration=load_calibration("local"), cluster=load_cluster("fixed")[0], warmup_s=5)
-    return SimBackend(spec, scenarios)
+    plan = make_plan(config=None, serve_config=CONFIG, scenario=scenarios[0][0], target=target, duration_s=40,
+                     out=Path("/nonexistent"), warmup_s=5, check=False)
+    return SimBackend(plan, sim_setup("local"), scenarios)
 
 
 @pytest.fixture(scope="module")

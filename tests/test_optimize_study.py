@@ -16,14 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from tuner.cost import load_prices
 from tuner.optimize.evaluate import SimBackend
 from tuner.optimize.output import write_outputs
 from tuner.optimize.space import Space, apply, load_space, repair
 from tuner.optimize.study import baselines, best_trial, pareto_front, run_study
-from tuner.sim.calibration import load_calibration
-from tuner.simulate import SimSpec, load_cluster
-from tuner.target import parse_target
+from tuner.plan import make_plan
+from tuner.simulate import sim_setup
 
 CONFIG = yaml.safe_load(open("target_app/serve_config.yaml"))
 # The search's mechanics are tested on the LoRA model's local-mode timing (the calibration's),
@@ -36,10 +34,9 @@ SPACE = Space.model_validate({"serve": {"MultiLoRAModel": {"num_replicas": {"typ
 
 
 def backend(target: str) -> SimBackend:
-    spec = SimSpec(serve_config=CONFIG, config_path=None, scenario=LORA[0], scenario_args=(), target=parse_target(target),
-                   duration_s=40, out=Path("/nonexistent"), prices=load_prices(None),
-                   calibration=load_calibration("local"), cluster=load_cluster("fixed")[0], warmup_s=5)
-    return SimBackend(spec, [LORA])
+    plan = make_plan(config=None, serve_config=CONFIG, scenario=LORA[0], target=target, duration_s=40,
+                     out=Path("/nonexistent"), warmup_s=5, check=False)
+    return SimBackend(plan, sim_setup("local"), [LORA])
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +148,13 @@ def test_a_killed_study_resumes_without_losing_a_completed_trial(tmp_path):
 
 
 def _completed(out: Path) -> int:
+    import sqlalchemy.exc
+
     url = f"sqlite:///{out}/study.db"
-    if "tuner" not in optuna.study.get_all_study_names(url):  # the file is made before the study
+    try:
+        if "tuner" not in optuna.study.get_all_study_names(url):  # the file is made before the study
+            return 0
+    except sqlalchemy.exc.IntegrityError:  # read while the search is still creating the schema: not yet
         return 0
     study = optuna.load_study(study_name="tuner", storage=url)
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -162,7 +164,7 @@ def _completed(out: Path) -> int:
     (["--backend", "nope"], "--backend: 'nope' is not one of hybrid, sim, real"),
     (["--backend", "real", "--cluster", "hpa"], "the local stack is one fixed node"),
     (["--sampler", "cma"], "--sampler: 'cma' is not one of tpe, gp, random"),
-    (["--baseline", "/nonexistent.yaml"], "does not exist"),
+    (["--baseline", "/nonexistent.yaml"], "serve config /nonexistent.yaml: does not exist"),
     (["--scenario", "nope"], "no scenario 'nope'"),
     (["--target", "p99<5"], "missing unit"),
 ])
@@ -200,7 +202,7 @@ def test_a_real_search_without_a_stack_exits_3(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tuner.cli", "optimize", "--state-dir", str(tmp_path / "none"), "--target",
                         "p99<1s", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 3 and len(lines) == 1 and "none is running" in lines[0]
+    assert r.returncode == 3 and len(lines) == 1 and "needs the stack: no stack is running" in lines[0]
 
 
 def test_the_study_storage_opens_in_optuna_dashboard_as_it_is(tmp_path):

@@ -1,6 +1,7 @@
-"""tuner.policies.hpa against Kubernetes' own HPA tests: cases transcribed from
-pkg/controller/podautoscaler/replica_calculator_test.go and horizontal_test.go (index ids in
-tuner/policies/hpa.py), each named after its Go test (a table row as "TestName/row name"), plus
+"""tuner.policies.hpa against Kubernetes' own HPA tests: cases transcribed from kubernetes/kubernetes
+pkg/controller/podautoscaler/replica_calculator_test.go and horizontal_test.go as of v1.35.0
+(the versions with the HPAConfigurableTolerance tests, as tuner/policies/hpa.py says), each
+named after its Go test (a table row as "TestName/row name"), plus
 properties over random specs and load sequences.
 
 Fixtures follow the Go fake clients: quantities in milli-units, times relative to a fixed NOW,

@@ -13,7 +13,8 @@ import pytest
 
 from loadgen import summary
 from tuner import result as res
-from tuner.cost import Resources, load_prices, trial_cost
+from tuner.cost import Resources, trial_cost
+from tuner.prices_file import load_prices
 from tuner.result import (ClauseVerdict, ConfigInfo, Percentiles, RouteResult, ScenarioInfo, TargetResult,
                           TrialResult, Window, combine_repeats, load_result, route_from_summary, spread, write_result)
 from tests.record_rows import RecordRows

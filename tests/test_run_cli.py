@@ -1,7 +1,6 @@
 """`tuner run` without a stack: every usage error exits 2 with one line before anything is
-deployed, and a missing stack exits 3 with a partial result.json kept."""
+deployed, and a missing stack exits 3 before anything is written."""
 
-import json
 import subprocess
 import sys
 
@@ -59,13 +58,13 @@ def test_out_folder_with_files_is_refused_without_force(tmp_path):
     assert (tmp_path / "out" / "result.json").read_text() == "{}"
 
 
-def test_no_stack_exits_3_and_keeps_a_partial_result(tmp_path):
+def test_no_stack_exits_3_before_anything_is_written(tmp_path):
+    """Every command that needs the stack says so the same way (run, validate, optimize, bench),
+    before it starts: no result that was never measured is left behind."""
     r = run(tmp_path, "--target", "p99<1s")
     assert r.returncode == 3, r.stdout + r.stderr
-    assert "tuner stack up" in r.stderr and "Traceback" not in r.stderr
-    result = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert result["status"] == "unmeasured" and result["partial"] is True
-    assert result["target"]["text"] == "p99<1s" and "tuner stack up" in result["reasons"][-1]
+    assert "tuner run needs the stack" in r.stderr and "tuner stack up" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out" / "result.json").exists()
 
 
 @pytest.mark.parametrize("command", [["run"], ["stack", "up"], ["stack", "down"], ["stack", "status"]])

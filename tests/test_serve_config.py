@@ -4,8 +4,8 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from target_app.app import APPLICATIONS
 from target_app.paths import DEFAULT_SERVE_CONFIG
+from target_app.topology import APPLICATIONS
 from target_app.user_config import (
     USER_CONFIGS,
     GeneratorConfig,
@@ -29,9 +29,9 @@ def test_validates_with_rays_own_schema(raw):
 def test_every_application_and_deployment_is_configured(raw):
     apps = {a["name"]: a for a in raw["applications"]}
     assert set(apps) == set(APPLICATIONS)
-    for name, (prefix, deployments) in APPLICATIONS.items():
-        assert apps[name]["route_prefix"] == prefix
-        assert sorted(d["name"] for d in apps[name]["deployments"]) == sorted(deployments)
+    for name, spec in APPLICATIONS.items():
+        assert apps[name]["route_prefix"] == spec.route_prefix
+        assert sorted(d["name"] for d in apps[name]["deployments"]) == sorted(spec.deployments)
         for d in apps[name]["deployments"]:
             assert ("num_replicas" in d) != ("autoscaling_config" in d), d["name"]
             assert "max_ongoing_requests" in d and "ray_actor_options" in d

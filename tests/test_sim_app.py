@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from target_app.llm_server.profile import LatencyProfile
+from tuner.calibration_file import accelerator_tables
 from tuner.policies.hpa import HPASpec, MetricTarget
 from tuner.policies.ray_autoscaler import RayAutoscalerConfig, WorkerGroup
 from tuner.sim.app import ClientRequest, SimApp, deployments_from_config
@@ -61,7 +62,7 @@ def test_a_lone_request_takes_the_sum_of_its_hops():
                       LegalClassifier={"service_ms": ((1, 20.0),), "cv": 0.0})
     p = pd.DataFrame({"t": [1.0], "path": ["/predict"], "stream": [False], "adapter": [None], "domain": ["legal"],
                       "prompt_tokens": [None], "max_tokens": [None]})
-    out = simulate(CONFIG, p, cal, FIXED, duration_s=5, warmup_s=0)
+    out = simulate(CONFIG, p, cal, FIXED, tables=accelerator_tables(CONFIG), duration_s=5, warmup_s=0)
     assert out.records["latency_ms"].iloc[0] == pytest.approx(2.0 + 3.0 + 1.0 + 5.0 + 20.0)
 
 
@@ -80,8 +81,8 @@ def test_every_arrival_ends_exactly_once_and_a_seed_repeats():
     p = plan(3000, 40.0)
     cal = calibration(QueryRewriter={"service_ms": ((1, 10.0), (16, 40.0))}, Reranker={"service_ms": ((1, 15.0),)},
                       MultiLoRAModel={"service_ms": ((1, 60.0),), "concurrency": 1, "load_ms": 40.0})
-    a = simulate(CONFIG, p, cal, FIXED, duration_s=75, warmup_s=5, seed=3, max_in_flight=200)
-    b = simulate(CONFIG, p, cal, FIXED, duration_s=75, warmup_s=5, seed=3, max_in_flight=200)
+    a = simulate(CONFIG, p, cal, FIXED, tables=accelerator_tables(CONFIG), duration_s=75, warmup_s=5, seed=3, max_in_flight=200)
+    b = simulate(CONFIG, p, cal, FIXED, tables=accelerator_tables(CONFIG), duration_s=75, warmup_s=5, seed=3, max_in_flight=200)
     r = a.records
     assert len(r) == (p["t"] < 75).sum()
     ended = r["dropped"] | r["unfinished"] | r["status"].notna()
@@ -89,14 +90,14 @@ def test_every_arrival_ends_exactly_once_and_a_seed_repeats():
     assert not (r["dropped"] & r["status"].notna()).any()
     pd.testing.assert_frame_equal(a.records, b.records)
     assert a.replicas == b.replicas
-    c = simulate(CONFIG, p, cal, FIXED, duration_s=75, warmup_s=5, seed=4, max_in_flight=200)
+    c = simulate(CONFIG, p, cal, FIXED, tables=accelerator_tables(CONFIG), duration_s=75, warmup_s=5, seed=4, max_in_flight=200)
     assert not c.records["latency_ms"].equals(a.records["latency_ms"])
 
 
 def test_overload_scales_the_autoscaled_deployments_up():
     p = plan(6000, 60.0, paths=("/v1/completions",))
     cal = calibration(MultiLoRAModel={"service_ms": ((1, 80.0),), "concurrency": 1, "start_s": 2.0})
-    out = simulate(CONFIG, p, cal, FIXED, duration_s=90, warmup_s=0)
+    out = simulate(CONFIG, p, cal, FIXED, tables=accelerator_tables(CONFIG), duration_s=90, warmup_s=0)
     tl = out.replicas["lora/MultiLoRAModel"]
     assert max(v for _, v in tl) == 4  # max_replicas
     first_up = next(t for t, v in tl if v > 2)
@@ -146,7 +147,7 @@ def test_the_ray_autoscaler_adds_pods_for_pending_replicas_and_removes_idle_ones
         idle_timeout_s=20, loop_s=5, pod_start_s=30))
     p = plan(4000, 60.0, paths=("/v1/completions",))
     cal = calibration(MultiLoRAModel={"service_ms": ((1, 80.0),), "concurrency": 1, "start_s": 2.0})
-    out = simulate(CONFIG, p, cal, spec, duration_s=200, warmup_s=0, drain_s=120)
+    out = simulate(CONFIG, p, cal, spec, tables=accelerator_tables(CONFIG), duration_s=200, warmup_s=0, drain_s=120)
     pods = out.nodes["w"]
     assert pods[0] == (0.0, 2)  # settled: the starting replicas' 7.5 CPUs on 4-CPU pods
     assert max(v for _, v in pods) == 3  # MultiLoRAModel up to 4 replicas: 2 more CPUs
@@ -162,7 +163,7 @@ def test_an_hpa_on_busy_worker_pods_adds_pods():
     spec = ClusterSpec(layer="hpa", head={"CPU": 0}, groups=(WorkerGroup(name="w", resources={"CPU": 4}, max_workers=6),), hpa=hpa)
     p = plan(6000, 60.0, paths=("/v1/completions",))
     cal = calibration(MultiLoRAModel={"service_ms": ((1, 80.0),), "concurrency": 1, "start_s": 2.0})
-    out = simulate(CONFIG, p, cal, spec, duration_s=100, warmup_s=0)
+    out = simulate(CONFIG, p, cal, spec, tables=accelerator_tables(CONFIG), duration_s=100, warmup_s=0)
     assert out.nodes["w"][0] == (0.0, 2) and max(v for _, v in out.nodes["w"]) > 2
 
 
@@ -182,7 +183,8 @@ def test_placement_waits_for_room_and_frees_it():
 
 
 def test_a_client_request_over_the_in_flight_cap_is_dropped():
-    app = SimApp(CONFIG, calibration(), FIXED, seed=0, start=0.0, until=10.0, max_in_flight=1)
+    app = SimApp(CONFIG, calibration(), FIXED, seed=0, start=0.0, until=10.0, tables=accelerator_tables(CONFIG),
+                 max_in_flight=1)
     a = ClientRequest(0, 0.0, "/predict", False, None, "legal", None, None)
     b = ClientRequest(1, 0.001, "/predict", False, None, "legal", None, None)
     app.send(a)
@@ -256,6 +258,6 @@ def test_replicas_that_never_fit_leave_requests_timed_out_not_a_run_without_end(
         for dep in app["deployments"]:
             if dep["name"] == "MultiLoRAModel":
                 dep["ray_actor_options"] = {"num_cpus": 8}
-    out = simulate(cfg, p, cal, spec, duration_s=20, warmup_s=0, drain_s=5, request_timeout_s=30)
+    out = simulate(cfg, p, cal, spec, tables=accelerator_tables(cfg), duration_s=20, warmup_s=0, drain_s=5, request_timeout_s=30)
     lora = out.records[out.records["route"] == "/v1/completions"]
     assert len(lora) > 0 and (lora["error"] == "timeout").all()

@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
+from tuner.calibration_file import H100_TABLE, load_calibration
 from tuner.profile import Phase, derive
 from tuner.result import load_result
-from tuner.sim.calibration import GPU_PROFILE, load_calibration
 from tuner.validate import compare, replica_mae, sample
 
 SIM = [sys.executable, "-m", "tuner.cli", "sim"]
@@ -78,7 +78,7 @@ def test_a_bad_calibration_file_names_the_field(tmp_path):
 
 def test_the_gpu_calibration_takes_the_h100_rows():
     gpu = load_calibration("gpu-h100")
-    rows = json.loads(GPU_PROFILE.read_text())["rows"]
+    rows = json.loads(H100_TABLE.read_text())["rows"]
     first = next(r for r in rows if r[0] == "bge-reranker-large-seq256" and r[1] == "float16" and r[2] == 1)
     assert gpu.stage("Reranker").mean_ms(1) == first[3]
     assert gpu.stage("VectorSearch") == load_calibration("local").stage("VectorSearch")

@@ -4,6 +4,7 @@ what an emulated replica costs."""
 import pytest
 
 from target_app.compute import ServiceTimeTable
+from tuner.calibration_file import accelerator_tables
 from tuner.cost import Prices, deployment_resources, hourly
 from tuner.sim.calibration import StageTiming
 from tuner.sim.emulated import EmulatedLoRA, SimCard, emulated_stage
@@ -47,11 +48,15 @@ def test_an_adapter_load_holds_the_card_for_everyone_on_it():
 
 
 def test_a_batched_stage_takes_its_accelerator_tables_points_off_the_host():
-    t = emulated_stage({"compute": {"mode": "emulated", "accelerator": "l4", "stage": "bge-reranker-large-seq256"}},
-                       StageTiming(start_s=7.0), largest_batch=80)
+    cfg = {"applications": [{"name": "a", "deployments": [{"name": "Reranker", "user_config": {"compute": {
+        "mode": "emulated", "accelerator": "l4", "stage": "bge-reranker-large-seq256"}}}]}]}
+    t = emulated_stage(accelerator_tables(cfg)["Reranker"], StageTiming(start_s=7.0), largest_batch=80)
     assert not t.cpu_bound and t.start_s == 7.0 and t.service_ms[0][0] == 1
     assert t.mean_ms(80) == pytest.approx(ServiceTimeTable([(64, 115.0), (160, 285.98)]).milliseconds(80), rel=0.01)
-    assert emulated_stage({"compute": {"mode": "local"}}, StageTiming(), 8) is None
+    local = {"applications": [{"name": "a", "deployments": [{"name": "Reranker", "user_config": {"compute": {
+        "mode": "local"}}}]}]}
+    assert accelerator_tables(local) == {}
+    assert emulated_stage(accelerator_tables(local).get("Reranker"), StageTiming(), 8) is None
 
 
 def test_an_emulated_replica_costs_the_card_it_stands_for():

@@ -100,15 +100,17 @@ def test_a_record_written_by_an_earlier_version_still_finds_its_process(tmp_path
 def test_serve_config_errors_are_one_line_usage_errors(tmp_path):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("applications:\n  - name: [unclosed\n")
-    with pytest.raises(UsageError, match="not valid YAML at line"):
+    with pytest.raises(UsageError) as info:
         deploy.load_serve_config(bad_yaml)
+    assert str(info.value) == f"serve config {bad_yaml}: not YAML at line 3: expected ',' or ']', but got '<stream end>'"
     bad_field = tmp_path / "field.yaml"
     bad_field.write_text(yaml.safe_dump({"applications": [{"name": "a", "import_path": "x:y", "route_prefix": "/",
                                                           "deployments": [{"name": "D", "max_ongoing_requests": -3}]}]}))
     with pytest.raises(UsageError, match="max_ongoing_requests"):
         deploy.load_serve_config(bad_field)
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(UsageError) as info:
         deploy.load_serve_config(tmp_path / "missing.yaml")
+    assert str(info.value) == f"serve config {tmp_path / 'missing.yaml'}: does not exist"
 
 
 def run_tuner(*args, cwd=None):
@@ -120,7 +122,8 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path):
     assert r.returncode == 2
     assert "ports.llm" in r.stderr and "Traceback" not in r.stderr + r.stdout
     r = run_tuner("stack", "up", "--config", str(tmp_path / "nope.yaml"), "--state-dir", str(tmp_path))
-    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and f"serve config {tmp_path / 'nope.yaml'}: does not exist" in r.stderr
+    assert "Traceback" not in r.stderr
     r = run_tuner("stack", "up", "--no-such-flag")
     assert r.returncode == 2 and "Traceback" not in r.stderr
 

@@ -12,10 +12,9 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tuner.errors import UsageError, first_problem, read_yaml
+from tuner.paths import REPO, SERVE_CONFIG, SUITES
 from tuner.result import TrialResult
 
-SUITES = Path(__file__).resolve().parent / "data" / "suites"
-ROOT = Path(__file__).resolve().parents[1]
 Backend = Literal["sim", "real"]
 
 # metric -> (unit, higher is worse)
@@ -36,7 +35,7 @@ class Case(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="lower-case letters, digits, '-'")
     scenario: str
     args: tuple[str, ...] = ()
-    config: str = "target_app/serve_config.yaml"
+    config: str = str(SERVE_CONFIG.relative_to(REPO))  # suite paths are relative to the repository
     target: str
     cluster: Literal["fixed", "ray-autoscaler", "hpa"] = "fixed"
 
@@ -85,7 +84,7 @@ def load_suite(name_or_path: str) -> Suite:
         raise UsageError(f"--suite {path}: {first_problem(e)}") from None
     for part in (suite.real, suite.sim):
         for case in part.cases if part else ():
-            if not (ROOT / case.config).is_file():
+            if not (REPO / case.config).is_file():
                 raise UsageError(f"--suite {path}: case {case.name}: config {case.config} does not exist")
     return suite
 
@@ -121,51 +120,47 @@ def case_folder(out: Path, backend: Backend, case: Case) -> Path:
     return out / backend / case.name
 
 
+def case_plan(case: Case, part: Part, folder: Path, prices):
+    """The case's trial plan (its config, scenario, options and target), checked."""
+    from tuner import deploy
+    from tuner.plan import make_plan
+
+    # Read from the repository, recorded as the suite names it (the same on every machine).
+    return make_plan(config=Path(case.config), serve_config=deploy.load_serve_config(REPO / case.config),
+                     scenario=case.scenario, scenario_args=case.args, target=case.target, duration_s=part.duration_s,
+                     out=folder, warmup_s=part.warmup_s, seed=part.seed, prices=prices)
+
+
 def run_sim_case(case: Case, part: Part, out: Path, prices, calibration) -> CaseRun:
     """One case in the simulator."""
-    from tuner import deploy, simulate, trial
-    from tuner.target import parse_target
+    from tuner import simulate
+    from tuner.plan import scenario_arrivals
 
     folder = case_folder(out, "sim", case)
-    path = trial.scenario_path(case.scenario)
-    info, plan = simulate.scenario_plan(path, part.duration_s, list(case.args), part.seed)
-    layer, _ = simulate.load_cluster(case.cluster)
-    spec = simulate.SimSpec(serve_config=deploy.load_serve_config(ROOT / case.config), config_path=Path(case.config),
-                            scenario=path, scenario_args=case.args, target=parse_target(case.target),
-                            duration_s=part.duration_s, out=folder, prices=prices, calibration=calibration,
-                            cluster=layer, warmup_s=part.warmup_s, seed=part.seed, scenario_info=info)
-    return CaseRun("sim", case, simulate.run_sim(spec, info, plan), folder)
+    plan = case_plan(case, part, folder, prices)
+    info, arrivals = scenario_arrivals(plan)
+    setup = simulate.SimSetup(calibration=calibration, cluster=simulate.load_cluster(case.cluster)[0])
+    return CaseRun("sim", case, simulate.run_sim(plan, setup, info, arrivals), folder)
 
 
-def run_real_case(stack, case: Case, part: Part, out: Path, prices, report) -> CaseRun:
-    """One case on the running stack, `part.repeat` times."""
-    from tuner import deploy, trial
-    from tuner.target import parse_target
+def run_real_case(system, case: Case, part: Part, out: Path, prices, report) -> CaseRun:
+    """One case on the system under test, `part.repeat` times."""
+    from tuner import trial
 
     folder = case_folder(out, "real", case)
-    path = trial.scenario_path(case.scenario)
-    info = trial.check_scenario(path, part.duration_s, list(case.args))
-    spec = trial.TrialSpec(serve_config=deploy.load_serve_config(ROOT / case.config), config_path=Path(case.config),
-                           scenario=path, scenario_args=case.args, target=parse_target(case.target),
-                           duration_s=part.duration_s, out=folder, prices=prices, warmup_s=part.warmup_s,
-                           seed=part.seed, scenario_info=info)
-    return CaseRun("real", case, trial.run_repeated(stack, spec, part.repeat, report), folder)
+    plan = case_plan(case, part, folder, prices)
+    return CaseRun("real", case, trial.run_repeated(system, plan, part.repeat, report), folder)
 
 
 def check_cases(suite: Suite, backends: tuple[Backend, ...]) -> None:
     """Every case's scenario, options, target and Serve config are valid before anything runs."""
-    from tuner import deploy, trial
-    from tuner.target import parse_target
-
     for backend in backends:
         part = getattr(suite, backend)
         if part is None:
             raise UsageError(f"--backend {backend}: suite {suite.name} has no {backend} part")
         for case in part.cases:
             try:
-                parse_target(case.target)
-                deploy.load_serve_config(ROOT / case.config)
-                trial.check_scenario(trial.scenario_path(case.scenario), part.duration_s, list(case.args))
+                case_plan(case, part, Path("."), None)
             except UsageError as e:  # said of the suite's case, not of an option the user did not give
                 raise UsageError(f"--suite {suite.name}: {backend} case {case.name}: {e}") from None
 
@@ -209,9 +204,9 @@ def commit_id() -> str:
     import subprocess
 
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
                                text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

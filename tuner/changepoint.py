@@ -1,4 +1,4 @@
-"""Change-point detection over a nightly benchmark history (issue 07, the nightly CI).
+"""Change-point detection over a nightly benchmark history (the nightly CI).
 
 A history is one value per metric per night. `change_points` splits it into segments of
 constant level; `regression` says whether the newest nights made the metric worse. Values are

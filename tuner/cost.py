@@ -1,7 +1,8 @@
 """The cost model (pure), shared by real trials and the simulator.
 
 Cost = each deployment's replicas over time x its resources (`ray_actor_options`: CPUs, GPUs,
-memory) x a price table, integrated over the measured window. When the cluster layer is part
+memory) x a price table (read from its file by tuner/prices_file.py), integrated over the
+measured window. When the cluster layer is part
 of a trial and its node types are priced, what is paid is the nodes over time instead: the
 replicas' share is still reported, so the two can be compared.
 
@@ -11,16 +12,12 @@ first value also covers the time before it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Sequence
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tuner.errors import UsageError, first_problem, yaml_problem
 from tuner.names import app_name, deployment_key
 
-DEFAULT_PRICES = Path(__file__).parent / "data" / "prices.yaml"
 GIB = 2**30
 
 Timeline = Sequence[tuple[float, float]]
@@ -74,36 +71,6 @@ class Cost(BaseModel):
     node_cost: float | None = None
     cost: float
     cost_per_hour: float
-
-
-def load_prices(path: Path | None = None) -> Prices:
-    """The default price table, with the keys of `path` (if given) overriding it."""
-    data = _read_yaml(DEFAULT_PRICES)
-    if path is not None:
-        override = _read_yaml(path)
-        data = {**data, **override}
-    try:
-        return Prices.model_validate(data)
-    except ValidationError as e:
-        raise UsageError(f"price table {path or DEFAULT_PRICES}: {first_problem(e)} (got {e.errors()[0].get('input')!r})") from e
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"price table {path} does not exist") from None
-    except OSError as e:  # a folder, or a file it may not read
-        raise UsageError(f"price table {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"price table {path} is not valid YAML") from e
-    except (UnicodeDecodeError, RecursionError) as e:
-        raise UsageError(f"price table {path} is not valid YAML: {yaml_problem(e)}") from None
-    if data is None:  # an empty file overrides nothing
-        return {}
-    if not isinstance(data, dict):
-        raise UsageError(f"price table {path} must be a mapping of prices")
-    return data
 
 
 def hourly(r: Resources, prices: Prices) -> float:

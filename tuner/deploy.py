@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
-from tuner.errors import StackError, UsageError, first_problem, yaml_problem
+from tuner.errors import StackError, UsageError, first_problem, read_yaml
 from tuner.names import app_name, deployment_key
 
 APPLICATIONS_PATH = "/api/serve/applications/"
@@ -20,18 +19,9 @@ def load_serve_config(path: Path) -> dict:
     from pydantic import ValidationError
     from ray.serve.schema import ServeDeploySchema
 
-    if not path.is_file():
-        raise UsageError(f"serve config {path} " + ("is not a file" if path.exists() else "does not exist"))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"serve config {path} is not valid YAML{where}") from e
-    except (UnicodeDecodeError, RecursionError) as e:
-        raise UsageError(f"serve config {path} is not valid YAML: {yaml_problem(e)}") from None
+    raw = read_yaml(path, "serve config")
     if not isinstance(raw, dict):
-        raise UsageError(f"serve config {path} must be a mapping with 'applications'")
+        raise UsageError(f"serve config {path}: must be a mapping with 'applications'")
     _check_deployment_entries(raw, path)
     if problem := unknown_field(raw, ServeDeploySchema):
         raise UsageError(f"serve config {path}: {problem}")
@@ -112,7 +102,7 @@ def _check_names(raw: dict, path: Path) -> None:
         module, _, attr = app["import_path"].replace(":", ".").rpartition(".")
         if module != "target_app.app":
             continue
-        from target_app.app import APPLICATIONS  # imported only for configs of this app
+        from target_app.topology import APPLICATIONS
 
         known = APPLICATIONS.get(attr.removesuffix("_app"), (None, None))[1]
         for j, dep in enumerate(app.get("deployments") or []):

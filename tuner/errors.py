@@ -1,4 +1,5 @@
-"""Errors the CLI maps to exit codes, each with a one-line message."""
+"""Errors the CLI maps to exit codes, each with a one-line message, and the one reader of the
+user's YAML files, whose every failure is such a message."""
 
 from __future__ import annotations
 
@@ -26,21 +27,28 @@ class StackError(TunerError):
 
 
 def read_yaml(path: Path, option: str):
-    """A YAML file the user named with `option` (None when empty); a missing file or bad
-    YAML is a UsageError naming the option, the path and, for YAML, the first problem."""
-    if not path.is_file():
-        raise UsageError(f"{option}: {path} " + ("is not a file" if path.exists() else "does not exist"))
+    """The YAML file the user named with `option` (None when empty). Whatever keeps it from
+    loading is one UsageError, `OPTION PATH: problem`: it does not exist or is not a file, what
+    the system says of a file it may not read, not UTF-8 text, or the parser's first problem and
+    its line."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a pipe that would block the read
+        raise UsageError(f"{option} {path}: is not a file")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "does not exist"
+    except OSError as e:  # a file it may not read
+        problem = e.strerror or str(e)
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except RecursionError:
+        problem = "not YAML: nested too deeply"
     except yaml.YAMLError as e:
-        raise UsageError(f"{option} {path}: not YAML: {str(e).splitlines()[0]}") from None
-    except (UnicodeDecodeError, RecursionError) as e:
-        raise UsageError(f"{option} {path}: not YAML: {yaml_problem(e)}") from None
-
-
-def yaml_problem(e: UnicodeDecodeError | RecursionError) -> str:
-    """What makes a file that the YAML parser cannot take unreadable, in a few words."""
-    return "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "nested too deeply"
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = f"not YAML{where}: {(getattr(e, 'problem', None) or str(e)).splitlines()[0]}"
+    raise UsageError(f"{option} {path}: {problem}")
 
 
 def first_problem(e) -> str:

@@ -1,4 +1,4 @@
-"""Performing a trial's faults on the local stack (the edge of tuner/faults.py): a thread that
+"""Performing a trial's faults on the local stack (the edge of tuner/faults.py), and a thread that
 waits for each fault's start and injects it, recording when it really happened.
 
 LLM faults go to the emulator's `/admin/fault` (which clears them itself after the duration);
@@ -83,11 +83,12 @@ def epoch_in(folder: Path) -> float | None:
 
 
 class Injector:
-    """Injects `faults` at their start times in the load window, whose start `epoch()` gives
-    once the generator has chosen it; `events` records each one, with its real time or error."""
+    """Injects `faults` through the system under test (`SystemUnderTest.inject`) at their start
+    times in the load window, whose start `epoch()` gives once the generator has chosen it;
+    `events` records each one, with its real time or error."""
 
-    def __init__(self, stack, faults: list[Fault], epoch: Callable[[], float | None]):
-        self.stack, self.faults, self.epoch = stack, sorted(faults, key=lambda f: f.start_s), epoch
+    def __init__(self, system, faults: list[Fault], epoch: Callable[[], float | None]):
+        self.system, self.faults, self.epoch = system, sorted(faults, key=lambda f: f.start_s), epoch
         self.events: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-injector", daemon=True)
@@ -110,6 +111,6 @@ class Injector:
                 continue
             at = time.time()
             try:
-                self.events.append({"spec": f.spec, "injected_at": at, "done": inject(self.stack, f)})
+                self.events.append({"spec": f.spec, "injected_at": at, "done": self.system.inject(f)})
             except Exception as e:  # noqa: BLE001 - a fault that could not be injected is recorded, not fatal
                 self.events.append({"spec": f.spec, "injected_at": at, "error": f"{type(e).__name__}: {e}"})

@@ -7,6 +7,10 @@ wall clock and which steps by a whole second whenever NTP slews it across a boun
 (measured here: 5.5 ms a second). Against wall time, every process of a stack that had
 run a few minutes looked dead and the stack "stopped". Stopping takes the recorded
 process and its descendants, and nothing else.
+
+`terminate` is the one place that signals processes to stop them (SIGTERM, then SIGKILL):
+the stack (`stop`) and the Ray autoscaler validation's fake cluster
+(`tuner.validation.ray_autoscaler.fake_cluster`) both end their processes through it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ class ProcessRecord:
         if "create_time" in d:  # a stack started by an earlier version: its wall-clock start, now
             d["started_after_boot_s"] = d.pop("create_time") - psutil.boot_time()
         return cls(**d)
+
+    @classmethod
+    def of(cls, p: psutil.Process, name: str, log: str = "") -> "ProcessRecord":
+        """The record of a running process found rather than spawned (e.g. a child of one we
+        spawned); raises psutil.Error if it is gone."""
+        return cls(name, p.pid, started_after_boot_s(p), p.cmdline(), log)
 
     def process(self) -> psutil.Process | None:
         """The live process, or None if it exited or its PID now belongs to another process."""
@@ -87,13 +97,40 @@ def descendants(records: list[ProcessRecord]) -> list[ProcessRecord]:
         p = rec.process()
         if p is None:
             continue
-        for child in p.children(recursive=True):
+        try:
+            children = p.children(recursive=True)
+        except psutil.Error:
+            continue
+        for child in children:
             try:
-                out.append(ProcessRecord(f"{rec.name}/child", child.pid, started_after_boot_s(child), child.cmdline(),
-                                           rec.log))
+                out.append(ProcessRecord.of(child, f"{rec.name}/child", rec.log))
             except psutil.Error:
                 pass
     return out
+
+
+def naming(text: str, name: str = "found") -> list[ProcessRecord]:
+    """Records of the live processes whose command line contains `text` (e.g. a private temp
+    dir only our processes are given), and of their descendants; never this process or its
+    parents (e.g. `timeout ... --temp-dir X` around us), never a zombie."""
+    me = psutil.Process()
+    mine = {me.pid, *(a.pid for a in me.parents())}
+    found: dict[int, ProcessRecord] = {}
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if p.info["pid"] in mine or p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if text in " ".join(p.info["cmdline"] or []):
+                found.setdefault(p.pid, ProcessRecord.of(p, name))
+                for c in p.children(recursive=True):
+                    try:
+                        if c.pid not in mine and c.status() != psutil.STATUS_ZOMBIE:
+                            found.setdefault(c.pid, ProcessRecord.of(c, f"{name}/child"))
+                    except psutil.Error:
+                        pass
+        except psutil.Error:
+            pass
+    return list(found.values())
 
 
 def stop(records: list[ProcessRecord], timeout_s: float = 10.0) -> list[ProcessRecord]:
@@ -101,18 +138,31 @@ def stop(records: list[ProcessRecord], timeout_s: float = 10.0) -> list[ProcessR
 
     Returns the records that were still alive and got signalled.
     """
-    targets = {r.pid: r for r in [*records, *descendants(records)]}
-    live = [(r, r.process()) for r in targets.values()]
-    live = [(r, p) for r, p in live if p is not None]
-    for _, p in live:
+    return terminate([*records, *descendants(records)], timeout_s)
+
+
+def terminate(records: list[ProcessRecord], timeout_s: float = 10.0, kill_wait_s: float = 5.0) -> list[ProcessRecord]:
+    """SIGTERM each recorded process that is still the one recorded (same PID, same start
+    after boot; a record whose PID now belongs to another process is skipped), SIGKILL those
+    alive after `timeout_s`, then wait up to `kill_wait_s` for them to go. Only the recorded
+    processes are signalled, not their children.
+
+    Returns the records that were still alive and got signalled.
+    """
+    live: dict[int, tuple[ProcessRecord, psutil.Process]] = {}
+    for r in records:
+        p = r.process()
+        if p is not None:
+            live.setdefault(p.pid, (r, p))
+    for _, p in live.values():
         _signal(p, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    procs = [p for _, p in live]
+    procs = [p for _, p in live.values()]
     _, still = psutil.wait_procs(procs, timeout=max(0.0, deadline - time.monotonic()))
     for p in still:
         _signal(p, signal.SIGKILL)
-    psutil.wait_procs(still, timeout=5)
-    return [r for r, _ in live]
+    psutil.wait_procs(still, timeout=kill_wait_s)
+    return [r for r, _ in live.values()]
 
 
 def _signal(p: psutil.Process, sig: int) -> None:

@@ -35,11 +35,12 @@ import psutil
 
 from loadgen.mix import MixSettings, RequestMix
 from target_app.llm_server.profile import load_profile
+from target_app.topology import BATCHED, BY_DOMAIN, LLM_CALLER, MULTIPLEXED, RAG_STAGES, ROUTES, callees
 from tuner import promql
+from tuner.calibration_file import save_calibration
 from tuner.processes import started_after_boot_s
 from tuner.prometheus import Prometheus
-from tuner.sim.app import BATCHED, BY_DOMAIN, CHAIN, LLM_CALLER, MULTIPLEXED, ROUTES
-from tuner.sim.calibration import Calibration, LLMCalibration, StageTiming, save_calibration
+from tuner.sim.calibration import Calibration, LLMCalibration, StageTiming
 
 MIX_ROUTE = {"/rag": "rag", "/predict": "predict", "/v1/completions": "lora"}
 LEVELS = (1, 2, 4, 8)
@@ -175,13 +176,6 @@ def read_phases(prom: Prometheus, phases: list[Phase], lag_s: float) -> None:
         p.deployments["__duration__"] = {"s": p.end - p.start}
 
 
-def _children(name: str) -> tuple[str, ...]:
-    return CHAIN.get(name) or tuple(BY_DOMAIN.get(name, {}).values())
-
-
-RAG_STAGES = {"QueryRewriter": "rewrite", "VectorSearch": "search", "Reranker": "rerank", "LLMGenerator": "generate"}
-
-
 def _mean(xs) -> float | None:
     xs = [x for x in xs if x is not None and not math.isnan(x)]
     return statistics.mean(xs) if xs else None
@@ -234,9 +228,9 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
         while todo:
             d = todo.pop()
             route_of[d] = route
-            todo += list(_children(d))
+            todo += list(callees(d))
     rag = single["/rag"]
-    stage = {k: _mean(st.get(k) for st in rag.stages_ms) or 0.0 for k in ("rewrite", "search", "rerank", "generate")}
+    stage = {k: _mean(st.get(k) for st in rag.stages_ms) or 0.0 for k in RAG_STAGES.values()}
     llm_ms = rag.deployments["__llm__"]["e2e_ms"]
     cvs = {r: (statistics.pstdev(p.latencies_ms) / statistics.mean(p.latencies_ms)) if len(p.latencies_ms) > 2 else 0.25
            for r, p in single.items()}
@@ -253,7 +247,7 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
         else:  # a caller: its time less what it called (coarse), fixed below for the RAG ingress
             n = fig(one, dep, "processed") or 0.0
             called = sum((fig(one, c, "processing_ms") or 0.0) * (fig(one, c, "processed") or 0.0) / n
-                         for c in _children(dep)) if n else 0.0
+                         for c in callees(dep)) if n else 0.0
             s1 = coarse - called
         timing: dict = {"cv": round(min(cvs[route], 2.0), 3)}
         if dep in startup_ms:
@@ -270,7 +264,7 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
             timing["service_ms"] = _batch_points(dep, s1, spec.max_batch_size, one, mine, fig)
         else:
             timing["service_ms"] = ((1, round(s1, 3)),)
-        if not _children(dep) and dep != LLM_CALLER and dep not in BATCHED:
+        if not callees(dep) and dep != LLM_CALLER and dep not in BATCHED:
             sustained = max(((fig(p, dep, "processed") or 0.0) / p.deployments["__duration__"]["s"] * s1 / 1000
                              for p in mine if not p.burst), default=1.0)
             timing["concurrency"] = max(1, round(sustained))

@@ -1,65 +1,48 @@
 """The simulated backend: one trial in the simulator, written as the real backend writes it.
 
-scenario -> the exact arrivals Locust would send (`python -m loadgen.check --plan`, in its own
-process) -> tuner.sim.run -> client records -> the same summaries, verdicts and cost as
-`tuner run` -> result.json (backend "sim"), records.parquet, the config.
+plan (tuner.plan) -> the exact arrivals Locust would send (`python -m loadgen.check --plan`, in
+its own process) -> tuner.sim.run -> client records -> the same summaries, verdicts and cost as
+`tuner run` -> result.json (backend "sim"), records.parquet, the config. The simulator adds to
+the plan only its own settings (`SimSetup`): the calibration and the cluster layer.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from pydantic import ValidationError
 
 from loadgen.summary import summarize
-from tuner.cost import Prices, Resources, deployment_resources, step_integral, trial_cost, with_node_prices
+from tuner.cost import Resources, deployment_resources, step_integral, trial_cost, with_node_prices
 from tuner.errors import UsageError, first_problem, read_yaml
-from tuner.result import (ClauseVerdict, ConfigInfo, DeploymentResult, ScenarioInfo, SimInfo, TargetResult, TrialResult,
-                          Window, route_from_summary, verdict_status, write_result)
+from tuner.paths import CLUSTERS
+from tuner.plan import TrialPlan, client_verdicts, result_header, write_config
+from tuner.result import DeploymentResult, TrialResult, SimInfo, Window, route_from_summary, verdict_status, write_result
 from tuner.sim.calibration import Calibration
 from tuner.sim.cluster import ClusterSpec
 from tuner.sim.llm import HPAOnLLM
 from tuner.sim.run import Outcome, simulate
-from tuner.target import Target, client_value
-from tuner.trial import config_hash
 
-CLUSTERS = Path(__file__).resolve().parent / "data" / "cluster.yaml"
 LAYERS = ("fixed", "ray-autoscaler", "hpa")
 GIB = 2**30
 
 
 @dataclass(frozen=True)
-class SimSpec:
-    """Everything one simulated trial needs, validated at the edge."""
+class SimSetup:
+    """What the simulator needs beyond the trial's plan: its calibration and the cluster layer."""
 
-    serve_config: dict
-    config_path: Path | None
-    scenario: Path
-    scenario_args: tuple[str, ...]
-    target: Target
-    duration_s: float
-    out: Path
-    prices: Prices
     calibration: Calibration
     cluster: ClusterSpec
     llm_hpa: HPAOnLLM | None = None
-    warmup_s: float = 20.0
-    seed: int = 0
-    scenario_info: dict = field(default_factory=dict)
 
 
 def load_cluster(layer: str, path: Path | None = None, llm_hpa: bool = False) -> tuple[ClusterSpec, HPAOnLLM | None]:
     """A cluster layer from the shipped file, or from `path` where it names that layer."""
     if layer not in LAYERS:
         raise UsageError(f"--cluster: {layer!r} is not one of {', '.join(LAYERS)}")
-    data = yaml.safe_load(CLUSTERS.read_text())
+    data = read_yaml(CLUSTERS, "the shipped cluster layers")
     if path is not None:
         given = read_yaml(path, "--cluster-file") or {}
         if not isinstance(given, dict):
@@ -79,16 +62,13 @@ def load_cluster(layer: str, path: Path | None = None, llm_hpa: bool = False) ->
     return spec, hpa
 
 
-def scenario_plan(path: Path, seconds: float, args: list[str], seed: int) -> tuple[dict, pd.DataFrame]:
-    """The scenario's arrivals, exactly as its generators would send them (UsageError if refused)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = Path(tmp) / "plan.parquet"
-        r = subprocess.run([sys.executable, "-m", "loadgen.check", "--plan", str(plan), str(path), "-t", f"{seconds:g}s",
-                            "--seed", str(seed), *args], capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            lines = [x for x in r.stderr.splitlines() if x.startswith("error:")]
-            raise UsageError((lines[-1][7:] if lines else r.stderr.strip()[-300:]) + f" (scenario {path.name})")
-        return json.loads(r.stdout.strip().splitlines()[-1]), pd.read_parquet(plan)
+def sim_setup(calibration: str | Path, cluster: str = "fixed", cluster_file: Path | None = None,
+              llm_hpa: bool = False) -> SimSetup:
+    """The simulator's settings from the options given (UsageError naming the bad one)."""
+    from tuner.calibration_file import load_calibration
+
+    layer, llm = load_cluster(cluster, cluster_file, llm_hpa)
+    return SimSetup(calibration=load_calibration(calibration), cluster=layer, llm_hpa=llm)
 
 
 def _deployments(out: Outcome, duration_s: float) -> dict[str, DeploymentResult]:
@@ -101,58 +81,51 @@ def _deployments(out: Outcome, duration_s: float) -> dict[str, DeploymentResult]
     return res
 
 
-def run_sim(spec: SimSpec, info: dict, plan: pd.DataFrame) -> TrialResult:
-    """Simulate the trial and write its result.json and records under spec.out."""
-    out_dir = spec.out
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "serve_config.yaml").write_text(yaml.safe_dump(spec.serve_config, sort_keys=False))
-    result, records = sim_trial(spec, info, plan)
-    records.drop(columns=["latency_ms", "service_ms", "lag_ms"]).to_parquet(out_dir / "records.parquet", index=False)
-    write_result(out_dir / "result.json", result)
+def run_sim(plan: TrialPlan, setup: SimSetup, info: dict, arrivals: pd.DataFrame) -> TrialResult:
+    """Simulate the trial and write its result.json and records under plan.out."""
+    write_config(plan)
+    result, records = sim_trial(plan, setup, info, arrivals)
+    records.drop(columns=["latency_ms", "service_ms", "lag_ms"]).to_parquet(plan.out / "records.parquet", index=False)
+    write_result(plan.out / "result.json", result)
     return result
 
 
-def sim_trial(spec: SimSpec, info: dict, plan: pd.DataFrame) -> tuple[TrialResult, pd.DataFrame]:
+def sim_trial(plan: TrialPlan, setup: SimSetup, info: dict, arrivals: pd.DataFrame) -> tuple[TrialResult, pd.DataFrame]:
     """One simulated trial in memory: its result (as result.json holds it) and client records."""
+    from tuner.calibration_file import accelerator_tables
+
     try:
-        outcome = simulate(spec.serve_config, plan, spec.calibration, spec.cluster, duration_s=spec.duration_s,
-                           warmup_s=spec.warmup_s, seed=spec.seed, request_timeout_s=info.get("request_timeout_s", 60.0),
-                           drain_s=info.get("drain_s", 10.0), max_in_flight=info.get("max_in_flight", 1000),
-                           llm_hpa=spec.llm_hpa)
+        outcome = simulate(plan.serve_config, arrivals, setup.calibration, setup.cluster, duration_s=plan.duration_s,
+                           tables=accelerator_tables(plan.serve_config), warmup_s=plan.warmup_s, seed=plan.seed,
+                           request_timeout_s=info.get("request_timeout_s", 60.0), drain_s=info.get("drain_s", 10.0),
+                           max_in_flight=info.get("max_in_flight", 1000), llm_hpa=setup.llm_hpa)
     except ValueError as e:
-        raise UsageError(f"cannot simulate {spec.config_path or 'the config'}: {e}") from None
+        raise UsageError(f"cannot simulate {plan.config_path or 'the config'}: {e}") from None
     records = outcome.records
     summary = summarize(records)
-    end = max(spec.duration_s, float(records["end"].max()) if records["end"].notna().any() else 0.0)
-    clauses = [ClauseVerdict(clause=c, client=(v := client_value(c, records, spec.duration_s)), server=None,
-                             passed=c.holds(v), margin=c.margin(v)) for c in spec.target.clauses]
+    end = max(plan.duration_s, float(records["end"].max()) if records["end"].notna().any() else 0.0)
     nodes = dict(outcome.nodes)
-    if spec.llm_hpa is not None or spec.calibration.llm.engines > 1:
+    if setup.llm_hpa is not None or setup.calibration.llm.engines > 1:
         nodes["llm-engines"] = outcome.llm_engines
     groups = {g.name: Resources(cpus=g.resources.get("CPU", 0.0), gpus=g.resources.get("GPU", 0.0),
-                                memory_gib=g.resources.get("memory", 0.0) / GIB) for g in spec.cluster.all_groups()}
+                                memory_gib=g.resources.get("memory", 0.0) / GIB) for g in setup.cluster.all_groups()}
     priced_nodes = {k: v for k, v in outcome.nodes.items() if k in groups}
-    prices = with_node_prices(spec.prices, groups) if priced_nodes else spec.prices
-    simulated = spec.warmup_s + end
-    result = TrialResult(
-        backend="sim", status=verdict_status(clauses),
-        config=ConfigInfo(path=str(spec.config_path) if spec.config_path else None,
-                          hash=config_hash(spec.serve_config), serve_config=spec.serve_config),
-        scenario=ScenarioInfo(name=spec.scenario.stem, path=str(spec.scenario), options=list(spec.scenario_args),
-                              duration_s=spec.duration_s, warmup_s=spec.warmup_s, seed=spec.seed,
-                              expected_arrivals=info.get("expected_arrivals"), peak_rps=info.get("peak_rps")),
-        target=TargetResult(text=spec.target.text, clauses=clauses),
-        window=Window(start=0.0, end=spec.duration_s, drained=end),
-        overall=route_from_summary(summary["overall"]),
-        routes={r: route_from_summary(g) for r, g in summary["routes"].items()},
-        deployments=_deployments(outcome, spec.duration_s),
-        cost=trial_cost(outcome.replicas, deployment_resources(spec.serve_config), prices, 0.0, spec.duration_s,
-                        nodes=priced_nodes or None),
-        replicas={k: [(round(t, 3), v) for t, v in tl] for k, tl in outcome.replicas.items()},
-        nodes={k: [(round(t, 3), v) for t, v in tl] for k, tl in nodes.items()},
-        files={"serve_config": "serve_config.yaml", "records": "records.parquet"},
-        simulation=SimInfo(calibration=spec.calibration.name, calibration_source=spec.calibration.source,
-                           cluster=spec.cluster.layer, llm_hpa=spec.llm_hpa is not None, events=outcome.events,
-                           wall_s=round(outcome.wall_s, 3), speedup=round(simulated / max(outcome.wall_s, 1e-9), 1)),
-        timings_s={"simulate": round(outcome.wall_s, 3)})
+    prices = with_node_prices(plan.prices, groups) if priced_nodes else plan.prices
+    simulated = plan.warmup_s + end
+    result = result_header(plan, "sim", info)
+    result.target.clauses = client_verdicts(plan.target, records, plan.duration_s)
+    result.status = verdict_status(result.target.clauses)
+    result.window = Window(start=0.0, end=plan.duration_s, drained=end)
+    result.overall = route_from_summary(summary["overall"])
+    result.routes = {r: route_from_summary(g) for r, g in summary["routes"].items()}
+    result.deployments = _deployments(outcome, plan.duration_s)
+    result.cost = trial_cost(outcome.replicas, deployment_resources(plan.serve_config), prices, 0.0, plan.duration_s,
+                             nodes=priced_nodes or None)
+    result.replicas = {k: [(round(t, 3), v) for t, v in tl] for k, tl in outcome.replicas.items()}
+    result.nodes = {k: [(round(t, 3), v) for t, v in tl] for k, tl in nodes.items()}
+    result.files["records"] = "records.parquet"
+    result.simulation = SimInfo(calibration=setup.calibration.name, calibration_source=setup.calibration.source,
+                                cluster=setup.cluster.layer, llm_hpa=setup.llm_hpa is not None, events=outcome.events,
+                                wall_s=round(outcome.wall_s, 3), speedup=round(simulated / max(outcome.wall_s, 1e-9), 1))
+    result.timings_s = {"simulate": round(outcome.wall_s, 3)}
     return result, records

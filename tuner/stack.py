@@ -22,6 +22,7 @@ from tuner.errors import StackError
 from tuner.processes import ProcessRecord, spawn, stop
 from tuner.prometheus_config import render as render_prometheus_config
 from tuner.stack_config import StackConfig
+from tuner.system import MetricsPipeline
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 STATE_FILE = "state.json"
@@ -115,6 +116,32 @@ class Stack:
     def dead(self) -> list[ProcessRecord]:
         """The recorded processes that are no longer running (a stack that died)."""
         return [r for r in self.records() if not r.alive()]
+
+    # ---- what a trial needs of it (tuner.system.SystemUnderTest)
+    @property
+    def metrics(self) -> MetricsPipeline:
+        return MetricsPipeline(scrape_interval_s=self.cfg.scrape_interval_s,
+                               serve_export_ms=self.cfg.serve_metrics_export_ms,
+                               ray_report_ms=self.cfg.ray_metrics_report_ms)
+
+    def deployed_config(self) -> dict:
+        return self._state_serve_config()
+
+    def unavailable(self) -> str | None:
+        if self.running():
+            return None
+        return f"no stack is running from {self.state_dir}: run `tuner stack up` or pass --stack-up"
+
+    def died(self) -> str | None:
+        dead = self.dead()
+        if not dead:
+            return None
+        return ", ".join(f"{r.name} (pid {r.pid})" for r in dead) + f" exited; see {self.logs}"
+
+    def inject(self, fault) -> str:
+        from tuner.inject import inject
+
+        return inject(self, fault)
 
     # ---- up
     def up(self, log=print) -> dict:
@@ -327,3 +354,20 @@ def _http_ok(url: str, headers: dict | None = None) -> bool:
         return httpx.get(url, headers=headers, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def running_stack(state_dir: Path, needed_by: str, *, start: bool = False, serve_config: Path | None = None,
+                  can_start: bool = True, log=print) -> Stack:
+    """The stack running from `state_dir`. None running: with `start`, one is started (on
+    `serve_config`, else the shipped config); without, a StackError says what `needed_by`
+    lacks and how to get it (`can_start`: the command offers --stack-up)."""
+    stack = Stack.recorded(state_dir)
+    if stack.running():
+        return stack
+    if not start:
+        how = "run `tuner stack up` or pass --stack-up" if can_start else "run `tuner stack up` first"
+        raise StackError(f"{needed_by} needs the stack: no stack is running from {state_dir}; {how}")
+    settings = {"serve_config": serve_config} if serve_config else {}
+    stack = Stack(StackConfig(state_dir=state_dir, **settings))
+    stack.up(log=log)
+    return stack

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tuner.paths import SERVE_CONFIG
+
 _PORT = dict(ge=1024, le=65535)
 
 
@@ -38,7 +40,7 @@ class StackConfig(BaseModel):
 
     ports: StackPorts = StackPorts()
     state_dir: Path = Path(".tuner/stack")
-    serve_config: Path = Path("target_app/serve_config.yaml")
+    serve_config: Path = SERVE_CONFIG
     ray_num_cpus: int = Field(16, ge=1, le=1024, description="logical CPUs the Ray head offers to replicas")
     ray_metrics_report_ms: int = Field(
         5000, ge=100, le=60_000, description="how often Ray workers export metrics (Ray's default is 10000)"

@@ -1,15 +1,15 @@
-"""The real backend: one trial on the running stack.
+"""The real backend: one trial on the system under test.
 
-check (scenario options, stack, Prometheus) -> deploy (pin autoscaled deployments at their
+check (scenario options, system, Prometheus) -> deploy (pin autoscaled deployments at their
 starting replicas, then the config itself: the same start for every trial, in place where
 only tunable fields changed) -> settle -> warm up (the scenario's first seconds, not
 measured) -> load (Locust headless, open loop) -> collect (records + Prometheus) -> verdict.
 Everything recorded is written under the output folder, also when a later phase fails.
+What the trial is comes from `tuner.plan`; what it needs of the system, from `tuner.system`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -17,108 +17,33 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
-
-import yaml
 
 from loadgen import records as rec
 from tuner import deploy
 from tuner.collect import collect
-from tuner.cost import Prices, deployment_resources, trial_cost
+from tuner.cost import deployment_resources, trial_cost
 from tuner.errors import StackError, UsageError
+from tuner.gaps import find_gaps, gap_problems
 from tuner.inject import Injector, epoch_in
 from tuner.names import app_name
-from tuner.gaps import find_gaps, gap_problems
+from tuner.paths import PACKAGE
+from tuner.plan import TrialPlan, client_verdicts, result_header, write_config
+from tuner.progress import Reporter, Silent
 from tuner.prometheus import Prometheus
-from tuner.result import (ClauseVerdict, ConfigInfo, DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles,
-                          RouteResult, ScenarioInfo, TargetResult, TrialResult, Window, combine_repeats, load_result,
-                          route_from_summary, verdict_status, write_result)
-from tuner.target import Target, client_value, without_lag
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+from tuner.result import (DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles, RouteResult, TrialResult,
+                          Window, combine_repeats, load_result, route_from_summary, verdict_status, write_result)
+from tuner.system import SystemUnderTest
+from tuner.target import client_value, without_lag
 
 
-class Reporter(Protocol):
-    """Where a trial reports its progress (the CLI's progress bar, or nothing)."""
-
-    def phase(self, name: str, seconds: float | None) -> None: ...
-
-    def tick(self, elapsed_s: float) -> None: ...
-
-
-class Silent:
-    """A reporter that shows nothing."""
-
-    def phase(self, name: str, seconds: float | None) -> None:
-        pass
-
-    def tick(self, elapsed_s: float) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything one trial needs, validated at the edge (the CLI)."""
-
-    serve_config: dict
-    config_path: Path | None
-    scenario: Path
-    scenario_args: tuple[str, ...]
-    target: Target
-    duration_s: float
-    out: Path
-    prices: Prices
-    warmup_s: float = 0.0
-    seed: int = 0
-    settle_timeout_s: float = 300.0
-    scenario_info: dict = field(default_factory=dict)
-    faults: tuple = ()  # tuner.faults.Fault, injected during the load window
-
-
-def scenario_path(name_or_path: str) -> Path:
-    """A scenario by path, or by name in scenarios/ (UsageError naming the choices)."""
-    p = Path(name_or_path)
-    if p.suffix == ".py":
-        if not p.is_file():
-            raise UsageError(f"--scenario: {p} does not exist")
-        return p
-    path = SCENARIOS / f"{name_or_path}.py"
-    if not path.is_file():
-        names = ", ".join(sorted(x.stem for x in SCENARIOS.glob("*.py")))
-        raise UsageError(f"--scenario: no scenario {name_or_path!r}; choose one of {names}, or a path to a locustfile")
-    return path
-
-
-def check_scenario(path: Path, seconds: float, args: list[str]) -> dict:
-    """Validate scenario options as Locust and the scenario would (UsageError with their message)."""
-    r = subprocess.run([sys.executable, "-m", "loadgen.check", str(path), "-t", f"{seconds:g}s", *args],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        lines = [x for x in r.stderr.splitlines() if x.startswith("error:")]
-        raise UsageError((lines[-1][7:] if lines else r.stderr.strip()[-300:]) + f" (scenario {path.name})")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def config_hash(serve_config: dict) -> str:
-    """sha256 of the config's canonical JSON: equal configs hash equal whatever the YAML layout."""
-    return hashlib.sha256(json.dumps(serve_config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def max_lag_ms(target: Target) -> float:
-    """How late the generator may send before it counts as saturated: a tenth of the tightest
-    latency bound (a lag that small cannot move a verdict by more than that), else 100 ms."""
-    bounds = target.latency_bounds_ms()
-    return max(10.0, 0.1 * min(bounds)) if bounds else 100.0
-
-
-def deploy_for_trial(stack, serve_config: dict, timeout_s: float) -> dict:
+def deploy_for_trial(system: SystemUnderTest, serve_config: dict, timeout_s: float) -> dict:
     """Deploy so the trial starts from the config's starting replicas with fresh autoscaler
     state; returns the deployments whose replicas were all replaced (a change that needs new
     actors), how many replicas started and stopped, and the replica counts."""
-    url, headers = stack.dashboard_url, stack.dashboard_headers()
+    url, headers = system.dashboard_url, system.dashboard_headers()
     apps = [app_name(a) for a in serve_config["applications"]]
     try:
         before = deploy.running_replicas(deploy.serve_details(url, headers))
@@ -136,11 +61,10 @@ def deploy_for_trial(stack, serve_config: dict, timeout_s: float) -> dict:
             "replicas": {k: len(v) for k, v in new.items()}}
 
 
-def run_locust(spec: TrialSpec, host: str, seconds: float, out: Path, log: Path, extra: list[str],
-               report: Reporter) -> tuple[int, Path | None]:
+def run_locust(plan: TrialPlan, host: str, seconds: float, out: Path, log: Path, report: Reporter) -> tuple[int, Path | None]:
     """Run the scenario headless for `seconds`; Locust's exit code and its run folder."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(spec.scenario), "--headless", "-t", f"{seconds:g}s",
-           "-H", host, "--out", str(out), "--only-summary", "--seed", str(spec.seed), *extra, *spec.scenario_args]
+    cmd = [sys.executable, "-m", "locust", "-f", str(plan.scenario), "--headless", "-t", f"{seconds:g}s",
+           "-H", host, "--out", str(out), "--only-summary", "--seed", str(plan.seed), *plan.generator_args()]
     with open(log, "ab") as f:
         f.write(f"$ {' '.join(cmd[1:])}\n".encode())
         f.flush()
@@ -169,7 +93,7 @@ def versions(prom: Prometheus) -> dict[str, str]:
             pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+                                cwd=PACKAGE, timeout=10).stdout.strip()
         if commit:
             out["commit"] = commit
     except OSError:
@@ -178,32 +102,21 @@ def versions(prom: Prometheus) -> dict[str, str]:
     return out
 
 
-def run_trial(stack, spec: TrialSpec, report: Reporter = Silent()) -> TrialResult:
-    """Run one trial and write result.json (and the records and series) under spec.out."""
-    out = spec.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serve_config.yaml").write_text(yaml.safe_dump(spec.serve_config, sort_keys=False))
+def run_trial(system: SystemUnderTest, plan: TrialPlan, report: Reporter = Silent()) -> TrialResult:
+    """Run one trial and write result.json (and the records and series) under plan.out."""
+    write_config(plan)
     timings: dict[str, float] = {}
-    prom = Prometheus(stack.prometheus_url)
-    result = TrialResult(
-        backend="real", status="unmeasured",
-        config=ConfigInfo(path=str(spec.config_path) if spec.config_path else None,
-                          hash=config_hash(spec.serve_config), serve_config=spec.serve_config),
-        scenario=ScenarioInfo(name=spec.scenario.stem, path=str(spec.scenario), options=list(spec.scenario_args),
-                              duration_s=spec.duration_s, warmup_s=spec.warmup_s, seed=spec.seed,
-                              expected_arrivals=spec.scenario_info.get("expected_arrivals"),
-                              peak_rps=spec.scenario_info.get("peak_rps")),
-        target=TargetResult(text=spec.target.text, clauses=[]),
-        files={"serve_config": "serve_config.yaml"})
+    prom = Prometheus(system.prometheus_url)
+    result = result_header(plan, "real")
     try:
-        _measure(stack, spec, prom, result, timings, report)
+        _measure(system, plan, prom, result, timings, report)
     except BaseException as e:  # recorded so far is kept, marked partial, whatever stopped the trial
         result.status, result.partial = "unmeasured", True
         result.reasons.append(str(e) if isinstance(e, Exception) and str(e) else f"stopped: {type(e).__name__}")
         raise
     finally:
         result.timings_s = {k: round(v, 2) for k, v in timings.items()}
-        write_result(out / "result.json", result)
+        write_result(plan.out / "result.json", result)
     return result
 
 
@@ -217,35 +130,33 @@ def _phase(name: str, seconds: float | None, report: Reporter, timings: dict[str
         timings[name] = time.perf_counter() - t
 
 
-def _measure(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult, timings: dict, report: Reporter) -> None:
+def _measure(system: SystemUnderTest, plan: TrialPlan, prom: Prometheus, result: TrialResult, timings: dict,
+             report: Reporter) -> None:
     with _phase("check", None, report, timings):
-        _check(stack, spec, prom)
+        _check(system, plan, prom)
         result.versions = versions(prom)
     with _phase("deploy", None, report, timings):
-        deployed = deploy_for_trial(stack, spec.serve_config, spec.settle_timeout_s)
+        deployed = deploy_for_trial(system, plan.serve_config, plan.settle_timeout_s)
     result.deploy = DeployInfo(**deployed)
     moved = f"{deployed['started']} replicas started, {deployed['stopped']} stopped to reach the starting counts"
     result.reasons.append(f"deploy replaced every replica of {', '.join(deployed['replaced'])}; {moved}"
                           if deployed["replaced"] else f"deploy in place; {moved}")
-    host, log = stack.serve_url(spec.serve_config), spec.out / "locust.log"
-    given = any(a.startswith("--max-lag-ms") for a in spec.scenario_args)
-    extra = [] if given else ["--max-lag-ms", f"{max_lag_ms(spec.target):g}"]
+    host, log = system.serve_url(plan.serve_config), plan.out / "locust.log"
     result.files["locust_log"] = "locust.log"
-    if spec.warmup_s > 0:
-        with _phase("warmup", spec.warmup_s, report, timings):
-            run_locust(spec, host, spec.warmup_s, spec.out / "warmup", log, extra, report)
+    if plan.warmup_s > 0:
+        with _phase("warmup", plan.warmup_s, report, timings):
+            run_locust(plan, host, plan.warmup_s, plan.out / "warmup", log, report)
         result.files["warmup"] = "warmup"
-    with _phase("load", spec.duration_s, report, timings):
-        with Injector(stack, list(spec.faults), lambda: epoch_in(spec.out / "load")) as injector:
-            rc, run_dir = run_locust(spec, host, spec.duration_s, spec.out / "load", log, extra, report)
-    records = _keep_client_side(result, spec.out, rc, run_dir, log)
-    result.faults = fault_results(spec.faults, injector.events, records, result.window)
-    if dead := stack.dead():
-        raise StackError("the stack died during the load: " + ", ".join(f"{r.name} (pid {r.pid})" for r in dead)
-                         + f" exited; see {stack.logs}")
+    with _phase("load", plan.duration_s, report, timings):
+        with Injector(system, list(plan.faults), lambda: epoch_in(plan.out / "load")) as injector:
+            rc, run_dir = run_locust(plan, host, plan.duration_s, plan.out / "load", log, report)
+    records = _keep_client_side(result, plan.out, rc, run_dir, log)
+    result.faults = fault_results(plan.faults, injector.events, records, result.window)
+    if died := system.died():
+        raise StackError(f"the stack died during the load: {died}")
     with _phase("collect", None, report, timings):
-        server = _collect_server(stack, spec, prom, result)
-    _judge(result, spec, records, server, rc, stack.cfg.scrape_interval_s)
+        server = _collect_server(system, plan, prom, result)
+    _judge(result, plan, records, server, rc, system.metrics.scrape_interval_s)
 
 
 def fault_results(faults, events: list[dict], records, window) -> list[FaultResult]:
@@ -268,14 +179,14 @@ def fault_results(faults, events: list[dict], records, window) -> list[FaultResu
     return out
 
 
-def _check(stack, spec: TrialSpec, prom: Prometheus) -> None:
-    if not stack.running():
-        raise StackError(f"no stack is running from {stack.state_dir}: run `tuner stack up` or pass --stack-up")
+def _check(system: SystemUnderTest, plan: TrialPlan, prom: Prometheus) -> None:
+    if why := system.unavailable():
+        raise StackError(why)
     if not prom.ready():
-        raise StackError(f"Prometheus is not answering at {stack.prometheus_url}")
-    running_http = deploy.http_endpoint(stack.read_state().get("serve_config") or {})
-    if deploy.http_endpoint(spec.serve_config) != running_http:
-        raise UsageError(f"http_options {deploy.http_endpoint(spec.serve_config)} differ from the running stack's "
+        raise StackError(f"Prometheus is not answering at {system.prometheus_url}")
+    running_http = deploy.http_endpoint(system.deployed_config())
+    if deploy.http_endpoint(plan.serve_config) != running_http:
+        raise UsageError(f"http_options {deploy.http_endpoint(plan.serve_config)} differ from the running stack's "
                          f"{running_http}: Serve cannot move its proxy; restart the stack with this config")
 
 
@@ -308,37 +219,30 @@ def _keep_client_side(result: TrialResult, out: Path, rc: int, run_dir: Path | N
     return records
 
 
-def _collect_server(stack, spec: TrialSpec, prom: Prometheus, result: TrialResult):
+def _collect_server(system: SystemUnderTest, plan: TrialPlan, prom: Prometheus, result: TrialResult):
     """Wait until Prometheus holds the whole window, then read it; fills server figures and cost."""
-    cfg, w = stack.cfg, result.window
-    # Serve hands its metrics to Ray every export interval, Ray exports every report interval,
-    # Prometheus scrapes: wait for all three.
-    flush = (cfg.serve_metrics_export_ms + cfg.ray_metrics_report_ms) / 1000 + 2 * cfg.scrape_interval_s
-    at = max(w.drained or w.end, w.end) + flush
+    metrics, w = system.metrics, result.window
+    at = max(w.drained or w.end, w.end) + metrics.flush_s()
     # A scrape stamps its samples with its start but stores them when it ends (at most one
     # scrape timeout later): read `at` only once every scrape begun before it is stored, or a
     # later read of the same instant could see a sample this one did not.
-    time.sleep(max(0.0, at + cfg.scrape_interval_s + 0.5 - time.time()))
+    time.sleep(max(0.0, at + metrics.scrape_interval_s + 0.5 - time.time()))
     w.collected_at = at
-    rate_window = f"{max(5, int(4 * cfg.scrape_interval_s + cfg.ray_metrics_report_ms / 1000))}s"
-    server = collect(prom, spec.target, w.start, w.end, at, cfg.scrape_interval_s, rate_window,
-                     series_from=w.start - spec.warmup_s - 5)
-    server.series.to_parquet(spec.out / "series.parquet", index=False)
+    server = collect(prom, plan.target, w.start, w.end, at, metrics.scrape_interval_s, metrics.rate_window(),
+                     series_from=w.start - plan.warmup_s - 5)
+    server.series.to_parquet(plan.out / "series.parquet", index=False)
     result.files["series"] = "series.parquet"
     _attach_server(result, server)
     result.replicas = {k: [(round(ts - w.start, 3), v) for ts, v in tl] for k, tl in server.replicas.items()}
-    result.cost = trial_cost(server.replicas, deployment_resources(spec.serve_config), spec.prices, w.start, w.end)
+    result.cost = trial_cost(server.replicas, deployment_resources(plan.serve_config), plan.prices, w.start, w.end)
     return server
 
 
-def _judge(result: TrialResult, spec: TrialSpec, records, server, rc: int, interval: float) -> None:
-    result.target.clauses = [
-        ClauseVerdict(clause=c, client=(v := client_value(c, records, spec.duration_s)),
-                      server=server.clause_values.get(c.text), passed=c.holds(v), margin=c.margin(v))
-        for c in spec.target.clauses]
-    missing = sorted(set(deployment_resources(spec.serve_config)) - set(server.replicas))
+def _judge(result: TrialResult, plan: TrialPlan, records, server, rc: int, interval: float) -> None:
+    result.target.clauses = client_verdicts(plan.target, records, plan.duration_s, server.clause_values)
+    missing = sorted(set(deployment_resources(plan.serve_config)) - set(server.replicas))
     problems = [f"no replica series from Prometheus for {', '.join(missing)}"] if missing else []
-    problems += _generator_problems(result, records, spec)
+    problems += _generator_problems(result, records, plan)
     w = result.window
     gaps = find_gaps(server.scrapes, w.start, w.end, interval)
     result.gaps = [GapResult(start_s=round(g.start - w.start, 3), end_s=round(g.end - w.start, 3)) for g in gaps]
@@ -351,7 +255,7 @@ def _judge(result: TrialResult, spec: TrialSpec, records, server, rc: int, inter
     result.status = "unmeasured" if problems else verdict_status(result.target.clauses)
 
 
-def _generator_problems(result: TrialResult, records, spec: TrialSpec) -> list[str]:
+def _generator_problems(result: TrialResult, records, plan: TrialPlan) -> list[str]:
     """Whether the generator's own delays make the trial unmeasured.
 
     A busy generator (CPU over its limit) cannot time anything. A generator that only sent
@@ -367,8 +271,8 @@ def _generator_problems(result: TrialResult, records, spec: TrialSpec) -> list[s
     if g.cpu_pct is not None and g.cpu_pct > g.limits.get("max_cpu_pct", 100):
         return [f"load generator saturated: {why}"]
     on_time = without_lag(records)
-    flipped = [c.text for c in spec.target.clauses
-               if c.holds(client_value(c, records, spec.duration_s)) != c.holds(client_value(c, on_time, spec.duration_s))]
+    flipped = [c.text for c in plan.target.clauses
+               if c.holds(client_value(c, records, plan.duration_s)) != c.holds(client_value(c, on_time, plan.duration_s))]
     if flipped:
         return [f"load generator fell behind and its lag decides {', '.join(flipped)}: {why}"]
     result.reasons.append(f"load generator fell behind ({why}); without its lag every clause has the same verdict")
@@ -403,20 +307,20 @@ class _Numbered:
         self.inner.tick(elapsed_s)
 
 
-def run_repeated(stack, spec: TrialSpec, count: int, report: Reporter = Silent()) -> TrialResult:
+def run_repeated(system: SystemUnderTest, plan: TrialPlan, count: int, report: Reporter = Silent()) -> TrialResult:
     """Run the trial `count` times (same seed: the spread is the system's own noise) into
     repeat-N/ folders, and write the combined result.json (medians, with their spread)."""
     if count == 1:
-        return run_trial(stack, spec, report)
+        return run_trial(system, plan, report)
     results = []
     for i in range(1, count + 1):
         try:
-            results.append(run_trial(stack, replace(spec, out=spec.out / f"repeat-{i}"), _Numbered(report, i, count)))
+            results.append(run_trial(system, replace(plan, out=plan.out / f"repeat-{i}"), _Numbered(report, i, count)))
         except StackError:
-            results.append(load_result(spec.out / f"repeat-{i}" / "result.json"))
+            results.append(load_result(plan.out / f"repeat-{i}" / "result.json"))
             break
     combined = combine_repeats(results, [f"repeat-{i}" for i in range(1, len(results) + 1)])
-    write_result(spec.out / "result.json", combined)
+    write_result(plan.out / "result.json", combined)
     if len(results) < count:
         raise StackError(f"repeat {len(results)} of {count} could not be measured: {results[-1].reasons[-1]}")
     return combined

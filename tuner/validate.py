@@ -4,7 +4,7 @@ The real trial runs first (with --repeat N its medians and their spread); the si
 runs the same config, scenario, options, seed, warm-up and duration. Errors are relative to
 the real value: p50 and p99 per route and overall, throughput, and for each deployment the
 mean absolute error of its running replicas over the load window (both timelines sampled
-every second). The goals (issue 04): p99 within 20 %, p50 within 10 %, replica MAE <= 0.5.
+every second). The goals: p99 within 20 %, p50 within 10 %, replica MAE <= 0.5.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 
 from tuner.atomic import write_text
 from tuner.result import TrialResult
-from tuner.simulate import SimSpec, run_sim, scenario_plan
-from tuner.trial import TrialSpec, run_repeated
+from tuner.plan import TrialPlan, scenario_arrivals
+from tuner.simulate import SimSetup, run_sim
 
 GOALS = {"p50": 0.10, "p99": 0.20, "replica_mae": 0.5}
 
@@ -96,16 +96,19 @@ def plot(real: TrialResult, sim: TrialResult, out: Path) -> None:
     plt.close(fig)
 
 
-def run_validation(stack, real_spec: TrialSpec, sim_spec: SimSpec, repeat: int, report,
+def run_validation(system, plan: TrialPlan, setup: SimSetup, repeat: int, report,
                    real: TrialResult | None = None) -> tuple[TrialResult, TrialResult, dict]:
-    """Run both trials under `real_spec.out` (real/, sim/; with `real` given, only the
-    simulated one) and write validation.json and the plot."""
-    out = real_spec.out
+    """Run the plan for real and in the simulator under `plan.out` (real/, sim/; with `real`
+    given, only the simulated one) and write validation.json and the plot."""
+    from tuner.trial import run_repeated
+
+    out = plan.out
     if real is None:
-        real = run_repeated(stack, replace(real_spec, out=out / "real"), repeat, report)
+        real = run_repeated(system, replace(plan, out=out / "real"), repeat, report)
     report.phase("simulate", None)
-    info, plan = scenario_plan(sim_spec.scenario, sim_spec.duration_s, list(sim_spec.scenario_args), sim_spec.seed)
-    sim = run_sim(replace(sim_spec, out=out / "sim"), info, plan)
+    sim_plan = replace(plan, out=out / "sim")
+    info, arrivals = scenario_arrivals(sim_plan)
+    sim = run_sim(sim_plan, setup, info, arrivals)
     cmp = compare(real, sim)
     write_text(out / "validation.json", json.dumps(cmp, indent=1))
     plot(real, sim, out / "replicas.png")

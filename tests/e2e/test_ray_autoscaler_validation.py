@@ -1,14 +1,16 @@
-"""The simulator's Ray autoscaler against the real one: scripts/validate_ray_autoscaler.py with small
-parameters (a real Ray head with the autoscaler v2 over the fake multi-node provider, on free ports
-and a private temp dir), then its JSON checked for behaviour.
+"""The simulator's Ray autoscaler against the real one: scripts/validate_ray_autoscaler.py (the
+command line of tuner.validation.ray_autoscaler) with small parameters (a real Ray head with the
+autoscaler v2 over the fake multi-node provider, on free ports and a private temp dir), then its
+JSON checked for behaviour.
 
 4 actors of 1 CPU on 2-CPU worker nodes at t=0, killed at t=30 s; idle timeout 10 s; the real
 autoscaler's AUTOSCALER_UPDATE_INTERVAL_S is 5 s. About 70 s on a 2-core machine.
 
-The node-count MAE bound is computed per run by the script (`error_budget`) from the error sources
-the comparison cannot remove, all measured or known: the fake provider's one-after-another node
-starts (sum_k |d_k - pod_start_s|); the 0.5 s poll on the way up and down (2 x peak x 0.5); one
-iteration at the first launch (the GCS pulls the raylets' pending demand every 1 s,
+The node-count MAE bound is computed per run
+(`tuner.validation.ray_autoscaler.compare.error_budget`) from the error sources the comparison
+cannot remove, all measured or known: the fake provider's one-after-another node starts (sum_k |d_k
+- pod_start_s|); the 0.5 s poll on the way up and down (2 x peak x 0.5); one iteration at the first
+launch (the GCS pulls the raylets' pending demand every 1 s,
 gcs_pull_resource_loads_period_milliseconds, so the real autoscaler sees a burst ~1-1.5 s late
 where the model sees it at once) and one at the scale-down (the real period is 5 s plus the
 iteration's own duration, seconds while the fake provider starts nodes, so the fixed-period model
@@ -31,8 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+
+from tuner import processes
+from tuner.processes import ProcessRecord
 
 pytestmark = pytest.mark.e2e
 
@@ -44,38 +48,10 @@ HOLD_S, IDLE_S, LOOP_S = 30.0, 10.0, 5
 POLL_S = 0.5
 
 
-def _cluster_processes(temp_dir: str) -> list[psutil.Process]:
+def _cluster_processes(temp_dir: str) -> list[ProcessRecord]:
     """Processes of the validation's Ray cluster: those naming its temp dir, and their descendants
     (actor workers rename themselves `ray::...`); never this process or its parents."""
-    me = psutil.Process()
-    mine = {me.pid, *(p.pid for p in me.parents())}
-    found: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if p.info["pid"] not in mine and temp_dir in " ".join(p.info["cmdline"] or []):
-                found[p.pid] = p
-                for c in p.children(recursive=True):
-                    found.setdefault(c.pid, c)
-        except psutil.Error:
-            pass
-    for pid in mine:
-        found.pop(pid, None)
-    return [p for p in found.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-
-
-def _kill(procs: list[psutil.Process]) -> None:
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    return processes.naming(temp_dir, "validation cluster")
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +83,8 @@ def validation(tmp_path_factory):
                 proc.kill()
                 proc.wait(10)
         left = _cluster_processes(temp_dir)
-        leaked = [f"{p.pid}: {' '.join(p.cmdline())[:100]}" for p in left]
-        _kill(left)
+        leaked = [f"{r.pid}: {' '.join(r.argv)[:100]}" for r in left]
+        processes.terminate(left, timeout_s=10)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not leaked, f"the validation left processes behind: {leaked}"
 

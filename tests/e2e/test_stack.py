@@ -289,7 +289,8 @@ def test_run_server_numbers_are_prometheus_and_agree_with_the_client(trial, stac
 
 
 def test_run_replica_timelines_and_cost(trial, stack):
-    from tuner.cost import deployment_resources, hourly, load_prices
+    from tuner.cost import deployment_resources, hourly
+    from tuner.prices_file import load_prices
 
     _, _, result = trial
     resources = deployment_resources(stack.config)
@@ -409,7 +410,7 @@ def test_user_config_batch_change_applies_in_place(stack):
 
 
 def test_profile_writes_a_calibration_the_simulator_runs(stack, tmp_path):
-    from tuner.sim.calibration import load_calibration
+    from tuner.calibration_file import load_calibration
 
     r = tuner("profile", "--state-dir", str(stack.state_dir), "--out", str(tmp_path / "calib"), "--phase-seconds", "3",
               "--levels", "1,2", timeout=600)

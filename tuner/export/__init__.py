@@ -1,1 +1,1 @@
-"""`tuner export` (issue 06): manifests from a tuned configuration, and their offline checks."""
+"""`tuner export`: manifests from a tuned configuration, and their offline checks."""

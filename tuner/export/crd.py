@@ -12,15 +12,16 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "k8s" / "schemas"
+from tuner.paths import K8S_SCHEMAS
+
 # (API group, kind) -> its CRD, copied in with licence and source (see each folder's SOURCE.md).
-CRDS = {("ray.io", "RayService"): SCHEMAS / "kuberay" / "ray.io_rayservices.yaml",
-        ("ray.io", "RayCluster"): SCHEMAS / "kuberay" / "ray.io_rayclusters.yaml",
-        ("monitoring.coreos.com", "PodMonitor"): SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_podmonitors.yaml",
+CRDS = {("ray.io", "RayService"): K8S_SCHEMAS / "kuberay" / "ray.io_rayservices.yaml",
+        ("ray.io", "RayCluster"): K8S_SCHEMAS / "kuberay" / "ray.io_rayclusters.yaml",
+        ("monitoring.coreos.com", "PodMonitor"): K8S_SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_podmonitors.yaml",
         ("monitoring.coreos.com", "ServiceMonitor"):
-            SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_servicemonitors.yaml",
+            K8S_SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_servicemonitors.yaml",
         ("monitoring.coreos.com", "PrometheusRule"):
-            SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"}
+            K8S_SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"}
 
 
 @lru_cache(maxsize=None)

@@ -7,17 +7,16 @@ byte-identical files."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from string import Template
 
 import yaml
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "k8s" / "templates"
+from tuner.paths import K8S_TEMPLATES
 
 
 def render(template: str, **values) -> list[dict]:
     """The documents of `template` with its placeholders filled."""
-    text = Template((TEMPLATES / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+    text = Template((K8S_TEMPLATES / template).read_text()).substitute({k: str(v) for k, v in values.items()})
     return [d for d in yaml.safe_load_all(text) if d is not None]
 
 

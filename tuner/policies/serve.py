@@ -3,9 +3,10 @@
 One call is one evaluation on one controller tick (every 0.1 s plus the step's duration):
 the cold-start fast path, the default policy (total ongoing requests / target_ongoing_requests),
 the scaling factors with their rounding, the wall-clock up/down/to-zero delays, then the
-min/max bounds. Read from ray/serve/autoscaling_policy.py and _private/autoscaling_state.py of
-the installed Ray 2.60.0; tests/test_policy_serve.py checks it against Ray's own functions on
-thousands of random contexts and clock sequences.
+min/max bounds. Read from ray-project/ray@ray-2.60.0 (the installed Ray),
+python/ray/serve/autoscaling_policy.py and python/ray/serve/_private/autoscaling_state.py;
+tests/test_policy_serve.py checks it against Ray's own functions on thousands of random contexts
+and clock sequences.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 
 from pydantic import ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from tuner import serve_defaults as default
 from tuner.policies import Frozen
 
 # Ray compares elapsed wall-clock time with this slack (float drift of large timestamps).
@@ -21,27 +23,27 @@ _DELAY_EPS_S = 1e-6
 
 
 class ServeAutoscaling(Frozen):
-    """A deployment's `autoscaling_config`, with Ray Serve 2.60's defaults and checks.
+    """A deployment's `autoscaling_config`, with Ray Serve's defaults (tuner/serve_defaults.py) and checks.
 
     Fields that shape only the metrics pipeline (`aggregation_function`) or select a custom
     policy (`policy`) are accepted and not used here."""
 
     model_config = ConfigDict(extra="ignore")
 
-    min_replicas: NonNegativeInt = 1
+    min_replicas: NonNegativeInt = default.MIN_REPLICAS
     initial_replicas: NonNegativeInt | None = None
-    max_replicas: PositiveInt = 1
-    target_ongoing_requests: PositiveFloat = 2.0
-    metrics_interval_s: PositiveFloat = 10.0
-    look_back_period_s: PositiveFloat = 30.0
-    smoothing_factor: PositiveFloat = 1.0
+    max_replicas: PositiveInt = default.MAX_REPLICAS
+    target_ongoing_requests: PositiveFloat = default.TARGET_ONGOING_REQUESTS
+    metrics_interval_s: PositiveFloat = default.METRICS_INTERVAL_S
+    look_back_period_s: PositiveFloat = default.LOOK_BACK_PERIOD_S
+    smoothing_factor: PositiveFloat = default.SMOOTHING_FACTOR
     upscale_smoothing_factor: PositiveFloat | None = None
     downscale_smoothing_factor: PositiveFloat | None = None
     upscaling_factor: PositiveFloat | None = None
     downscaling_factor: PositiveFloat | None = None
-    downscale_delay_s: NonNegativeFloat = 600.0
+    downscale_delay_s: NonNegativeFloat = default.DOWNSCALE_DELAY_S
     downscale_to_zero_delay_s: NonNegativeFloat | None = None
-    upscale_delay_s: NonNegativeFloat = 30.0
+    upscale_delay_s: NonNegativeFloat = default.UPSCALE_DELAY_S
 
     @model_validator(mode="after")
     def _bounds(self) -> "ServeAutoscaling":

@@ -1,1 +1,1 @@
-"""HTML reports (issue 07): a trial, a study, a validation or a nightly bench as one page."""
+"""HTML reports: a trial, a study, a validation or a nightly bench as one page."""

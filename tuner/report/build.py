@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import UsageError
+from tuner.paths import REPORT_TEMPLATES
 from tuner.report import figures as F
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "reports" / "templates"
 
 
 def _fmt(v) -> str:
@@ -31,7 +30,8 @@ def _fmt(v) -> str:
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPORT_TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = _fmt
     return env
 
@@ -195,6 +195,8 @@ def _importances(folder: Path, summary: dict) -> dict[str, dict[str, float]]:
     """Optuna's parameter importances of the search's simulated study, for cost and for p99."""
     import optuna
 
+    from tuner.optimize.attrs import TrialAttrs
+
     url = summary.get("storage") or f"sqlite:///{(folder / 'study.db').resolve()}"
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         return {}
@@ -213,8 +215,8 @@ def _importances(folder: Path, summary: dict) -> dict[str, dict[str, float]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's note that low values are what is sought: they are
             out["cost"] = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
-            if all(t.user_attrs.get("p99_ms") is not None for t in done):
-                out["p99"] = optuna.importance.get_param_importances(study, target=lambda t: t.user_attrs["p99_ms"])
+            if all(TrialAttrs.of(t).p99_ms is not None for t in done):
+                out["p99"] = optuna.importance.get_param_importances(study, target=lambda t: TrialAttrs.of(t).p99_ms)
         return out
     except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
         return {}

@@ -2,8 +2,8 @@
 from a Serve config and a calibration, on a cluster, with Serve's autoscaler on every
 autoscaled deployment.
 
-The graph mirrors target_app's code (the tuner reaches the app only through its config, so
-the call structure is stated here once): /rag enters RAGService, which calls QueryRewriter,
+The graph is target_app/topology.py's (the tuner reaches the app only through its config, so
+the call structure is read from there): /rag enters RAGService, which calls QueryRewriter,
 VectorSearch, Reranker and LLMGenerator in turn (LLMGenerator calls the LLM endpoint);
 /predict enters DomainRouter, which calls the classifier of the request's domain;
 /v1/completions enters LoRACompletions, which calls MultiLoRAModel with the adapter as its
@@ -21,28 +21,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import ValidationError
 
+from target_app.topology import BATCHED, BY_DOMAIN, CHAIN, DEPLOYMENTS, LLM_CALLER, MULTIPLEXED, ROUTES
+from tuner import serve_defaults
 from tuner.errors import first_problem
 from tuner.names import app_name, deployment_key
 from tuner.policies.serve import ServeAutoscaling, initial_target
 from tuner.sim.calibration import Calibration, StageTiming
 from tuner.sim.cluster import Cluster, ClusterSpec, HPAWorkersLoop, RayAutoscalerLoop
 from tuner.sim.deployment import DeploymentSpec, Replica, Request, SimDeployment
-from tuner.sim.emulated import EmulatedLoRA, SimCard, emulated_stage
+from tuner.sim.emulated import EmulatedLoRA, EmulatedTables, SimCard, emulated_stage
 from tuner.sim.engine import Engine
 from tuner.sim.host import Host
 from tuner.sim.llm import HPALLMLoop, HPAOnLLM, SimLLM
 from tuner.sim.serve_autoscaler import ServeAutoscaler
 
-ROUTES = {"/rag": "RAGService", "/predict": "DomainRouter", "/v1/completions": "LoRACompletions"}
-CHAIN = {"RAGService": ("QueryRewriter", "VectorSearch", "Reranker", "LLMGenerator"),
-         "LoRACompletions": ("MultiLoRAModel",)}
-BY_DOMAIN = {"DomainRouter": {"legal": "LegalClassifier", "medical": "MedicalClassifier",
-                              "finance": "FinanceClassifier"}}
-BATCHED = {"QueryRewriter", "Reranker", "LegalClassifier", "MedicalClassifier", "FinanceClassifier"}
-MULTIPLEXED = {"MultiLoRAModel": 4}  # the code's default max_models_per_replica
-LLM_CALLER = "LLMGenerator"
+DEFAULT_MODELS_PER_REPLICA = 4  # the code's default max_models_per_replica
 DEFAULT_BATCH = (8, 0.01)  # target_app.batching.BatchConfig's defaults
-SERVE_DEFAULT_MAX_ONGOING = 5
 DEFAULT_LLM_MAX_TOKENS = 32
 
 
@@ -75,8 +69,7 @@ def deployments_from_config(serve_config: dict) -> dict[str, Deployed]:
                 raise ValueError(f"{key}: {first_problem(e)}") from None
             except (TypeError, ValueError) as e:  # user_config is Serve's free-form dict
                 raise ValueError(f"{key}: user_config: {e}") from None
-    needed = set(ROUTES.values()) | {c for cs in CHAIN.values() for c in cs} | {c for m in BY_DOMAIN.values() for c in m.values()}
-    missing = sorted(needed - set(out))
+    missing = sorted(set(DEPLOYMENTS) - set(out))
     if missing:
         raise ValueError(f"the Serve config lacks deployments the app's graph calls: {', '.join(missing)}")
     return out
@@ -91,20 +84,20 @@ def _deployed(key: str, d: dict) -> Deployed:
     batched = name in BATCHED
     size = int(batch.get("max_batch_size", DEFAULT_BATCH[0])) if batched else 1
     wait = float(batch.get("batch_wait_timeout_s", DEFAULT_BATCH[1])) if batched else 0.0
-    ongoing = int(d.get("max_ongoing_requests") or SERVE_DEFAULT_MAX_ONGOING)
-    mux = int(uc.get("max_models_per_replica", MULTIPLEXED[name])) if name in MULTIPLEXED else 0
+    ongoing = int(d.get("max_ongoing_requests") or serve_defaults.MAX_ONGOING_REQUESTS)
+    mux = int(uc.get("max_models_per_replica", DEFAULT_MODELS_PER_REPLICA)) if name in MULTIPLEXED else 0
     spec = DeploymentSpec(name=name, max_ongoing_requests=ongoing,
-                          max_queued_requests=int(d.get("max_queued_requests", -1)),
+                          max_queued_requests=int(d.get("max_queued_requests", serve_defaults.MAX_QUEUED_REQUESTS)),
                           max_batch_size=size, batch_wait_timeout_s=wait,
                           max_concurrent_batches=1 if batched else ongoing, max_models_per_replica=mux)
     auto = d.get("autoscaling_config")
     if d.get("num_replicas") == "auto":
-        auto = {"min_replicas": 1, "max_replicas": 100, "target_ongoing_requests": 2, **(auto or {})}
+        auto = {**serve_defaults.AUTO_AUTOSCALING, **(auto or {})}
     cfg = ServeAutoscaling.model_validate(auto) if auto else None
-    replicas = initial_target(cfg) if cfg else int(d.get("num_replicas", 1))
+    replicas = initial_target(cfg) if cfg else int(d.get("num_replicas", serve_defaults.NUM_REPLICAS))
     opts = d.get("ray_actor_options") or {}
     cpus = opts.get("num_cpus")
-    demand = {"CPU": 1.0 if cpus is None else float(cpus)}
+    demand = {"CPU": serve_defaults.NUM_CPUS if cpus is None else float(cpus)}
     if opts.get("num_gpus"):
         demand["GPU"] = float(opts["num_gpus"])
     return Deployed(key, name, spec, replicas, cfg, demand, uc)
@@ -134,7 +127,7 @@ class SimApp:
     """The app on its cluster; `send` one ClientRequest, `run` to the end."""
 
     def __init__(self, serve_config: dict, cal: Calibration, cluster: ClusterSpec, *, seed: int, start: float,
-                 until: float, llm_hpa: HPAOnLLM | None = None, max_in_flight: int = 0):
+                 until: float, tables: EmulatedTables, llm_hpa: HPAOnLLM | None = None, max_in_flight: int = 0):
         self.engine = Engine(start)
         self.max_in_flight, self.in_flight = max_in_flight, 0
         self.cal = cal
@@ -144,7 +137,8 @@ class SimApp:
         self._rng = random.Random(int(rng.integers(2**63)))
         self.cluster = Cluster(self.engine, cluster, lambda r: r.dep.demand, self._lost)
         self.deps: dict[str, SimDeployment] = {}
-        self.lora = EmulatedLoRA.from_user_config(self.deployed["MultiLoRAModel"].user_config)
+        self.tables = tables
+        self.lora = EmulatedLoRA.from_tables(tables.get("MultiLoRAModel"))
         self._cards: dict[Replica, SimCard] = {}  # the emulated LoRA model's card of each replica
         self._timings: dict[str, StageTiming] = {}
         for name, d in self.deployed.items():
@@ -180,7 +174,7 @@ class SimApp:
         """The calibration's timing of a deployment, or its accelerator table's when emulated."""
         cal = self.cal.stage(name)
         if name in BATCHED:
-            return emulated_stage(d.user_config, cal, d.spec.max_batch_size) or cal
+            return emulated_stage(self.tables.get(name), cal, d.spec.max_batch_size) or cal
         if name in MULTIPLEXED and self.lora is not None:
             return cal.model_copy(update={"cpu_bound": False, "concurrency": None})
         return cal

@@ -1,31 +1,25 @@
 """What the simulator knows about the hardware: each deployment's service time against batch
 size and its spread, replica start time, adapter load time, the per-hop and proxy overheads,
 and the LLM backend's continuous-batching latency profile (a YAML file; `tuner profile` writes
-one from the real stack).
+one from the real stack, tuner/calibration_file.py reads and writes them).
 
 Shipped: `local` (measured on this project's 2-core machine with `tuner profile`) and `gpu-h100`
 (the same, with the embedding and rerank stages taken from the H100 measurements in
-target_app/profiles/h100.json: "what would this do on H100s"). A Serve config whose stages are
+target_app/accelerators/h100.json: "what would this do on H100s"). A Serve config whose stages are
 emulated needs neither: the simulator reads their tables (tuner/sim/emulated.py).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
-from pathlib import Path
+from typing import Mapping, Sequence
 
-import yaml
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
 from target_app.llm_server.profile import LatencyProfile
-from target_app.paths import PROFILES_DIR
-from tuner.errors import UsageError, first_problem, read_yaml
 from tuner.policies import Frozen
 
-CALIBRATIONS = Path(__file__).resolve().parents[1] / "data" / "calibration"
-GPU_PROFILE = PROFILES_DIR / "h100.json"
 # Deployments whose model has H100 rows, and the row used for each (float16, as served).
 GPU_STAGES = {"QueryRewriter": "minilm-l6-embed-seq64", "Reranker": "bge-reranker-large-seq256"}
 
@@ -105,11 +99,9 @@ class Calibration(Frozen):
         return self.stages.get(deployment, self.default_stage)
 
 
-def with_gpu_stages(base: Calibration, profile_path: Path = GPU_PROFILE, dtype: str = "float16") -> Calibration:
-    """`base` with the stages that have H100 rows timed from them (their median per batch size)."""
-    data = json.loads(profile_path.read_text())
-    cols = data["columns"]
-    rows = [dict(zip(cols, r)) for r in data["rows"]]
+def with_gpu_stages(base: Calibration, rows: Sequence[Mapping], table: str, dtype: str = "float16") -> Calibration:
+    """`base` with the stages that have H100 rows timed from them (their median per batch size):
+    `rows` are the accelerator table `table`'s rows, each a mapping of its columns."""
     stages = dict(base.stages)
     for dep, model in GPU_STAGES.items():
         pts = tuple((int(r["batch"]), float(r["median_ms"])) for r in rows if r["model"] == model and r["dtype"] == dtype)
@@ -118,28 +110,4 @@ def with_gpu_stages(base: Calibration, profile_path: Path = GPU_PROFILE, dtype: 
             cv = max(0.02, math.log(sum(p90) / len(p90)) / 1.2816)  # lognormal sigma from p90/median
             stages[dep] = base.stage(dep).model_copy(update={"service_ms": pts, "cv": cv, "cpu_bound": False})
     return base.model_copy(update={"name": f"{base.name}+gpu-h100", "stages": stages,
-                                   "source": f"{base.source}; {', '.join(GPU_STAGES)} from {profile_path.name}"})
-
-
-def load_calibration(name_or_path: str | Path | None = None) -> Calibration:
-    """A calibration by shipped name (`local`, `gpu-h100`) or file path (UsageError on bad input)."""
-    name = str(name_or_path or "local")
-    if name == "gpu-h100":
-        return with_gpu_stages(load_calibration("local"))
-    path = Path(name)
-    if not path.suffix:
-        path = CALIBRATIONS / f"{name}.yaml"
-        if not path.is_file():
-            shipped = ", ".join(sorted([p.stem for p in CALIBRATIONS.glob("*.yaml")] + ["gpu-h100"]))
-            raise UsageError(f"--calibration: no calibration {name!r}; choose one of {shipped}, or a file")
-    raw = read_yaml(path, "--calibration")
-    try:
-        return Calibration.model_validate(raw)
-    except ValidationError as e:
-        raise UsageError(f"--calibration {path}: {first_problem(e)}") from None
-
-
-def save_calibration(cal: Calibration, path: Path) -> None:
-    """Write a calibration as YAML (what load_calibration reads)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cal.model_dump(mode="json"), sort_keys=False))
+                                   "source": f"{base.source}; {', '.join(GPU_STAGES)} from {table}"})

@@ -3,22 +3,23 @@
 A request is accepted by a replica while that replica holds fewer than `max_ongoing_requests`;
 otherwise it waits in the caller's queue (FIFO), or is refused with 503 when that queue already
 holds `max_queued_requests`. Inside a replica, `@serve.batch` forms batches as Ray Serve's
-`_BatchQueue` does (python/ray/serve/batching.py): a batch opens with the first waiting request
-and closes when it is full or `batch_wait_timeout_s` after it opened; up to
-`max_concurrent_batches` run at once; the next batch forms while others run. A deployment
+`_BatchQueue` does (ray-project/ray@ray-2.60.0 python/ray/serve/batching.py): a batch opens with
+the first waiting request and closes when it is full or `batch_wait_timeout_s` after it opened;
+up to `max_concurrent_batches` run at once; the next batch forms while others run. A deployment
 without batching is batches of one; its concurrency says how many requests its code serves at
 once (1 for CPU-bound code, more for I/O-bound). What a batch does is the deployment's `work`
 (by default: hold for the service time of its size); composite deployments call others there.
 
-Routing (Ray Serve 2.60 PowerOfTwoChoicesRequestRouter, shared/reference/autoscaling-semantics.md
-2.2-2.4): a new request goes to the less loaded of two random running replicas with room; with
-a multiplexed model id, first among the replicas that hold the model, then those holding the
-fewest models, then (after the matching timeout) all. A request that finds no room waits for a
-routing task: up to min(queued, 2 x replicas, 50) tasks retry, the first round at once, then
-after min(0.025 x 2^k, 0.5) s, so a freed slot is taken at the next retry, not the instant it
-frees (`backoff=False` gives the ideal router the queueing-theory tests compare against). The
-router's queue-length cache is exact here: one caller sends everything, so its cache counts
-what it sent.
+Routing (Ray Serve's PowerOfTwoChoicesRequestRouter, read from ray-project/ray@ray-2.60.0
+python/ray/serve/_private/request_router/pow_2_router.py and request_router.py, with the
+constants in python/ray/serve/_private/constants.py): a new request goes to the less loaded of
+two random running replicas with room; with a multiplexed model id, first among the replicas
+that hold the model, then those holding the fewest models, then (after the matching timeout)
+all. A request that finds no room waits for a routing task: up to min(queued, 2 x replicas, 50)
+tasks retry, the first round at once, then after min(0.025 x 2^k, 0.5) s, so a freed slot is
+taken at the next retry, not the instant it frees (`backoff=False` gives the ideal router the
+queueing-theory tests compare against). The router's queue-length cache is exact here: one
+caller sends everything, so its cache counts what it sent.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Callable
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator
 
+from tuner import serve_defaults as default
 from tuner.policies import Frozen
 from tuner.sim.engine import Engine
 
@@ -47,8 +49,8 @@ class DeploymentSpec(Frozen):
     """The deployment's Serve settings that shape queueing."""
 
     name: str
-    max_ongoing_requests: PositiveInt = 5
-    max_queued_requests: int = -1
+    max_ongoing_requests: PositiveInt = default.MAX_ONGOING_REQUESTS
+    max_queued_requests: int = default.MAX_QUEUED_REQUESTS
     max_batch_size: PositiveInt = 1
     batch_wait_timeout_s: float = Field(0.0, ge=0)
     max_concurrent_batches: PositiveInt = 1

@@ -3,7 +3,9 @@
 A deployment whose `user_config.compute.mode` is `emulated` holds an emulated device for a table
 time instead of computing, so its timing is a fact of the Serve config, not of a calibration:
 the simulator takes it from target_app's tables (one home for each figure), spends no host CPU
-on it, and keeps the calibration's start time and spread of the rest.
+on it, and keeps the calibration's start time and spread of the rest. The tables come in
+already read (`EmulatedTables`, read at the edge by tuner.calibration_file), so the simulator
+opens no file.
 """
 
 from __future__ import annotations
@@ -13,28 +15,24 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from target_app.compute import ComputeConfig, ServiceTimeTable
-from target_app.user_config import LORA_TABLES, compute_tables
+from target_app.compute import ServiceTimeTable
 from tuner.sim.calibration import StageTiming
 
 # An emulated device is an asyncio sleep: what spread it shows is the event loop's, small.
 EMULATED_CV = 0.05
 
+# The tables of each emulated deployment, by table suffix ('' for a batched stage's one table,
+# target_app.user_config.LORA_TABLES for the LoRA model's); a deployment in `local` mode has none.
+EmulatedTables = dict[str, dict[str, ServiceTimeTable]]
 
-def _compute(user_config: dict) -> ComputeConfig | None:
-    raw = user_config.get("compute")
-    if not isinstance(raw, dict) or raw.get("mode") != "emulated":
+
+def emulated_stage(tables: dict[str, ServiceTimeTable] | None, calibrated: StageTiming,
+                   largest_batch: int) -> StageTiming | None:
+    """The timing of a batched stage in emulated mode (None without tables: local mode): the
+    table's points up to `largest_batch` (the largest batch it can form), off the host's cores."""
+    if not tables:
         return None
-    return ComputeConfig.model_validate(raw)
-
-
-def emulated_stage(user_config: dict, calibrated: StageTiming, largest_batch: int) -> StageTiming | None:
-    """The timing of a batched stage in emulated mode (None in local mode): the table's points up to
-    `largest_batch` (the largest batch it can form), off the host's cores."""
-    compute = _compute(user_config)
-    if compute is None:
-        return None
-    table = compute_tables(compute)[""]
+    table = tables[""]
     sizes = sorted({b for b in table.batches if b <= largest_batch} | {1, largest_batch})
     points = tuple((b, table.milliseconds(b)) for b in sizes)
     return calibrated.model_copy(update={"service_ms": points, "cv": EMULATED_CV, "cpu_bound": False,
@@ -51,11 +49,10 @@ class EmulatedLoRA:
     load_ms: float
 
     @classmethod
-    def from_user_config(cls, user_config: dict) -> "EmulatedLoRA | None":
-        compute = _compute(user_config)
-        if compute is None:
+    def from_tables(cls, t: dict[str, ServiceTimeTable] | None) -> "EmulatedLoRA | None":
+        """The model's tables (None without: local mode)."""
+        if not t:
             return None
-        t = compute_tables(compute, LORA_TABLES)
         return cls(t["-prefill"], t["-decode"], t["-load"].milliseconds(1))
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from tuner.sim.app import ClientRequest, SimApp
 from tuner.sim.calibration import Calibration
 from tuner.sim.cluster import HEAD, ClusterSpec
+from tuner.sim.emulated import EmulatedTables
 from tuner.sim.llm import HPAOnLLM
 
 Timeline = list[tuple[float, float]]
@@ -58,15 +59,16 @@ def _from_start(tl) -> Timeline:
 
 
 def simulate(serve_config: dict, plan: pd.DataFrame, cal: Calibration, cluster: ClusterSpec, *, duration_s: float,
-             warmup_s: float = 0.0, seed: int = 0, request_timeout_s: float = 60.0, drain_s: float = 10.0,
-             max_in_flight: int = 1000, llm_hpa: HPAOnLLM | None = None) -> Outcome:
+             tables: EmulatedTables, warmup_s: float = 0.0, seed: int = 0, request_timeout_s: float = 60.0,
+             drain_s: float = 10.0, max_in_flight: int = 1000, llm_hpa: HPAOnLLM | None = None) -> Outcome:
     """Run the plan's arrivals (columns t, path, stream, adapter, domain, prompt_tokens,
-    max_tokens; t in seconds of the load window) through the app."""
+    max_tokens; t in seconds of the load window) through the app, whose emulated deployments
+    replay `tables`."""
     wall = time.perf_counter()
     load = plan[plan["t"] < duration_s]
     warm = plan[plan["t"] < min(warmup_s, duration_s)]
     end = duration_s + drain_s
-    app = SimApp(serve_config, cal, cluster, seed=seed, start=-warmup_s, until=end, llm_hpa=llm_hpa,
+    app = SimApp(serve_config, cal, cluster, seed=seed, start=-warmup_s, until=end, tables=tables, llm_hpa=llm_hpa,
                  max_in_flight=max_in_flight)
     warm_reqs = _requests(warm, -warmup_s, -len(warm))
     reqs = _requests(load, 0.0, 0)

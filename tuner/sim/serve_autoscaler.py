@@ -1,13 +1,16 @@
 """Serve's autoscaler in the simulator: the metrics pipeline from the callers to the controller,
 and the controller loop that applies `tuner.policies.serve.decide` to a SimDeployment.
 
-The pipeline follows Ray Serve 2.60 (router.py, autoscaling_state.py; see
-shared/reference/autoscaling-semantics.md 1.3-1.4): the caller samples its queued plus
-running requests every `min(0.2 x look_back_period_s, metrics_interval_s)`, keeps the samples of
-the last `look_back_period_s`, and pushes them every `metrics_interval_s` (at once when the
-deployment has no running replica and requests are queued: the cold-start push). The
-controller takes the time-weighted mean of the last push, holding its last value until now, on
-every tick of its 0.1 s loop. One caller (one proxy) is modelled; timers start at time 0.
+The pipeline follows ray-project/ray@ray-2.60.0 (the installed Ray): RouterMetricsManager in
+python/ray/serve/_private/router.py (sampling and pushes) and
+DeploymentAutoscalingState.get_total_num_requests in
+python/ray/serve/_private/autoscaling_state.py (the window's aggregation). The caller samples
+its queued plus running requests every `min(0.2 x look_back_period_s, metrics_interval_s)`,
+keeps the samples of the last `look_back_period_s`, and pushes them every `metrics_interval_s`
+(at once when the deployment has no running replica and requests are queued: the cold-start
+push). The controller takes the time-weighted mean of the last push, holding its last value
+until now, on every tick of its 0.1 s loop. One caller (one proxy) is modelled; timers start at
+time 0.
 """
 
 from __future__ import annotations
