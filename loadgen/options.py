@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
+from loadgen.abort import parse_rules
 from loadgen.scenario import Option, Scenario, option
 
 DEFAULT_HOST = "http://127.0.0.1:8000"  # the stack's Serve HTTP proxy
@@ -46,6 +47,12 @@ COMMON = (
            help="generator CPU percent above which it counts as saturated"),
     option("--allow-remote", action="store_true", default=False,
            help="allow a target host that is not loopback"),
+    option("--abort-when", default="", metavar="RULES",
+           help="stop sending once one of these rules can no longer hold, whatever the rest of the run does: a "
+                "JSON list of {clause, metric, op, bound, route, q, window_s} (loadgen/abort.py; "
+                "`tuner run --abort-on-fail` writes it from its target)"),
+    option("--abort-grace", type=float, default=0.0,
+           help="seconds into the load before --abort-when may stop it"),
 )
 
 # What Locust's `parser.add_argument` takes beyond argparse's: marks its web UI reads off each
@@ -83,11 +90,13 @@ RANGES = {
     # generator's threads can take it past 100 % of one core.
     "max_lag_ms": (0, False, None),
     "max_cpu": (0, False, None),
+    "abort_grace": (0, True, None),
 }
 
 
 def check_options(opts) -> None:
-    """The shared options the generator itself uses are in range (ValueError naming the option)."""
+    """The shared options the generator itself uses are in range, and --abort-when's rules
+    readable (ValueError naming the option)."""
     for name, (low, low_allowed, high) in RANGES.items():
         value = getattr(opts, name)
         above = low <= value if low_allowed else low < value
@@ -95,6 +104,8 @@ def check_options(opts) -> None:
             wanted = (">= " if low_allowed else "> ") + f"{low:g}"
             wanted = f"a finite number {wanted}" if high is None else f"{wanted} and <= {high:g}"
             raise ValueError(f"--{name.replace('_', '-')} must be {wanted} (got {value:g})")
+    if getattr(opts, "abort_when", None):
+        parse_rules(opts.abort_when)
 
 
 def traffic_seconds(opts) -> float:

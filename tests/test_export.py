@@ -402,3 +402,4 @@ def test_a_study_conflicts_are_usage_errors(study, tmp_path):
     (empty / "summary.json").write_text(json.dumps({"target": "p99<1ms", "best": None}))
     r = tuner("export", "--study", str(empty), "--out", str(tmp_path / "y"))
     assert r.returncode == 2 and "no best configuration" in r.stderr
+

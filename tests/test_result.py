@@ -213,6 +213,16 @@ def test_combine_rejudges_the_verdict_on_medians():
     assert out.status == "missed"
 
 
+def test_combine_with_an_aborted_repeat_misses_even_where_the_medians_hold():
+    from tuner.result import AbortInfo
+
+    runs = [trial(100.0, 400.0, 0.0, tag="1"), trial(200.0, 450.0, 0.0, tag="2"), trial(300.0, 420.0, 0.0, tag="3")]
+    runs[2] = runs[2].model_copy(update={"aborted": AbortInfo(clause="p99[/rag]<500ms", at_s=12.0), "status": "missed"})
+    out = combine_repeats(runs, NAMES)
+    assert out.target.clauses[0].passed  # the median alone would have met it
+    assert out.status == "missed" and out.aborted.clause == "p99[/rag]<500ms" and out.exit_code == 1
+
+
 def test_combine_with_an_unmeasured_repeat_is_unmeasured():
     runs = [
         trial(100.0, 400.0, 0.0, tag="1"),

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.py"))
 
 COMMON = {"rate", "duration", "seed", "arrival", "burstiness", "mix", "rag_no_stream", "adapters", "zipf",
-          "max_in_flight", "request_timeout", "drain", "out", "max_lag_ms", "max_cpu", "allow_remote"}
+          "max_in_flight", "request_timeout", "drain", "out", "max_lag_ms", "max_cpu", "allow_remote", "abort_when",
+          "abort_grace"}
 OWN = {  # each scenario's own options, as scenarios/README.md lists them
     "steady": set(),
     "ramp": {"rate_end"},

@@ -175,6 +175,11 @@ def night_rows(runs: list[CaseRun], night: str, commit: str, machine: str, suite
     return rows
 
 
+def junit_trials(runs: list[CaseRun]) -> list[tuple[str, TrialResult]]:
+    """Each case run as a JUnit suite (tuner.junit): named `backend/case`, as bench.json names it."""
+    return [(f"{r.backend}/{r.case.name}", r.result) for r in runs]
+
+
 def run_suite(suite: Suite, backends: tuple[Backend, ...], out: Path, *, stack=None, prices, calibration,
               report=None, on_case: Callable[[CaseRun], None] = lambda r: None) -> list[CaseRun]:
     """Every case of the chosen parts, simulator first (seconds), then the real stack."""

@@ -40,6 +40,12 @@ PRICES = typer.Option(None, "--prices", help="price table overriding tuner/data/
 SETTLE_TIMEOUT = typer.Option(SETTLE_TIMEOUT_S, "--settle-timeout", min=10, help="seconds to wait for deploy and replicas")
 FORCE = typer.Option(False, "--force", help="replace what --out already holds")
 NO_REPORT = typer.Option(False, "--no-report", help="skip report.html")
+JUNIT = typer.Option(None, "--junit", metavar="FILE", help="also write the verdicts as JUnit XML for CI: a testsuite "
+                     "per trial, a testcase per target clause (written whatever the exit code, once a result exists)")
+ABORT_ON_FAIL = typer.Option(False, "--abort-on-fail", help="stop the load once a target clause can no longer hold "
+                             "whatever the rest of the run does (exact, never on a trial that would meet it): missed")
+ABORT_GRACE = typer.Option(0.0, "--abort-grace", min=0, metavar="SECONDS",
+                           help="with --abort-on-fail: seconds into the measured load before it may stop it")
 
 
 def _stack_config(state_dir: Path, serve_config: Path | None = None, settings: dict | None = None,
@@ -121,6 +127,14 @@ def stack_status(state_dir: Path = STATE_DIR) -> None:
         raise typer.Exit(1)
 
 
+def _print_live_view(system) -> None:
+    """Where to watch the trial while it runs: Prometheus's graph page of its key series."""
+    from tuner.promql import live_view_url
+
+    url = live_view_url(system.prometheus_url, system.metrics.rate_window())
+    console.print(f"live view (Prometheus): {url}", soft_wrap=True, highlight=False)
+
+
 def _running_stack(state_dir: Path, needed_by: str, start: bool = False, config: Path | None = None,
                    can_start: bool = True):
     from tuner.stack import running_stack
@@ -146,6 +160,9 @@ def run(
     no_report: bool = NO_REPORT,
     fault: list[str] = typer.Option([], "--fault", metavar="SPEC", help="inject a fault, e.g. llm-outage@30s+20s or "
                                     "kill-replica@20s:deployment=Reranker (repeatable; see tuner/faults.py)"),
+    abort_on_fail: bool = ABORT_ON_FAIL,
+    abort_grace: float = ABORT_GRACE,
+    junit: Optional[Path] = JUNIT,
     state_dir: Path = STATE_DIR,
 ) -> None:
     """One trial: deploy the config, drive the scenario, read Prometheus, judge the target.
@@ -158,14 +175,18 @@ def run(
     from tuner.run_view import PhaseProgress, print_result
 
     plan = make_plan(config=config, scenario=scenario, scenario_args=ctx.args, target=target, duration_s=duration,
-                     out=out, warmup_s=warmup, seed=seed, prices=prices, settle_timeout_s=settle_timeout, faults=fault)
+                     out=out, warmup_s=warmup, seed=seed, prices=prices, settle_timeout_s=settle_timeout, faults=fault,
+                     abort_on_fail=abort_on_fail, abort_grace_s=abort_grace)
     prepare_out(out, force)
     stack = _running_stack(state_dir, "tuner run", stack_up, config)
+    _print_live_view(stack)
     try:
         with PhaseProgress(console) as progress:
             result = trial.run_repeated(stack, plan, repeat, progress)
     finally:
         console.print(f"results in {out}/ (result.json)")
+        if junit is not None:  # also when the trial stopped on an error: result.json says what it got to
+            _write_trial_junit(junit, out)
     print_result(result, console)
     if not no_report:
         _write_report(out)
@@ -188,6 +209,10 @@ def sim(
     seed: int = typer.Option(0, "--seed", help="seed of arrivals, request mix and service times"),
     prices: Optional[Path] = PRICES,
     force: bool = FORCE,
+    abort_on_fail: bool = typer.Option(False, "--abort-on-fail", help="say when `tuner run --abort-on-fail` would have "
+                                       "stopped the load (the simulated run is not cut; the verdict is the same)"),
+    abort_grace: float = ABORT_GRACE,
+    junit: Optional[Path] = JUNIT,
 ) -> None:
     """One simulated trial: the same scenario, target and result.json as `tuner run`, in seconds.
 
@@ -199,12 +224,15 @@ def sim(
     from tuner.run_view import print_result
 
     plan = make_plan(config=config, scenario=scenario, scenario_args=ctx.args, target=target, duration_s=duration,
-                     out=out, warmup_s=warmup, seed=seed, prices=prices, check=False)
+                     out=out, warmup_s=warmup, seed=seed, prices=prices, check=False, abort_on_fail=abort_on_fail,
+                     abort_grace_s=abort_grace)
     setup = simulate.sim_setup(calibration, cluster, cluster_file, llm_hpa)
     info, arrivals = scenario_arrivals(plan)
     prepare_out(out, force)
     result = simulate.run_sim(plan, setup, info, arrivals)
     console.print(f"results in {out}/ (result.json)")
+    if junit is not None:
+        _write_trial_junit(junit, out)
     print_result(result, console)
     raise typer.Exit(result.exit_code)
 
@@ -324,6 +352,8 @@ def optimize(
     if holds_files(out) and not resume:
         raise UsageError(f"--out {out} already holds a study; pass --resume to continue it, or choose another folder")
     system = None if backend == "sim" else _running_stack(state_dir, f"--backend {backend}", stack_up, config)
+    if system is not None:
+        _print_live_view(system)
     search = Search(plan, setup, checked, space, named, settings)
     with PhaseProgress(console) as progress:
         summary = search.run(system, out, progress, views.trial_printer(progress, trials), views.real_printer(progress))
@@ -333,6 +363,62 @@ def optimize(
     if not no_report:
         _write_report(out)
     raise typer.Exit(0 if summary["best"] else 1)
+
+
+@app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    ctx: typer.Context,
+    target: str = typer.Option(..., "--target", help=TARGET_HELP + " (latency and error-rate clauses)"),
+    out: Path = typer.Option(..., "--out", help="folder for sweep.json and a trial folder per rate (rate-X/)"),
+    scenario: str = typer.Option("steady", "--scenario", help="a locustfile, or a scenario name in scenarios/"),
+    rates: Optional[str] = typer.Option(None, "--rates", help="the ladder's rates, e.g. 2,4,8 (requests/s)"),
+    min_rate: Optional[float] = typer.Option(None, "--min-rate", help="the ladder's lowest rate (default 1)"),
+    max_rate: Optional[float] = typer.Option(None, "--max-rate", help="the ladder's highest rate (default 16)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="rates from --min-rate to --max-rate, geometric (default 5)"),
+    refine: int = typer.Option(4, "--refine", min=0, max=10, help="bisection steps between the last rate met and the first missed"),
+    backend: str = typer.Option("real", "--backend", help="real (the running stack) or sim"),
+    config: Path = CONFIG,
+    duration: float = DURATION,
+    warmup: float = WARMUP,
+    seed: int = typer.Option(0, "--seed", help="seed of arrivals and request mix"),
+    calibration: str = typer.Option("local", "--calibration", help="sim: local, gpu-h100, or a file from `tuner profile`"),
+    prices: Optional[Path] = PRICES,
+    stack_up: bool = typer.Option(False, "--stack-up", help="real: start the stack first if it is not running"),
+    force: bool = FORCE,
+    state_dir: Path = STATE_DIR,
+) -> None:
+    """The highest rate that meets the target: a geometric ladder of the scenario's --rate up to
+    its first miss, then bisection (see tuner/sweep.py); a trial per rate, goodput per rate.
+
+    Options the command does not know go to the scenario, e.g. `--mix rag=1,predict=0,lora=0`.
+    Exit 0 a rate met the target, 1 none did, 2 usage error, 3 a trial could not be measured."""
+    from tuner import simulate
+    from tuner import sweep as sw
+    from tuner.outdir import prepare_out
+    from tuner.plan import make_plan
+    from tuner.run_view import PhaseProgress
+
+    sw.check_backend(backend)
+    ladder = sw.ladder(rates, min_rate, max_rate, steps)
+    plan = make_plan(config=config, scenario=scenario, scenario_args=sw.scenario_options(ctx.args), target=target,
+                     duration_s=duration, out=out, warmup_s=warmup, seed=seed, prices=prices, check=False)
+    sw.check_target(plan.target)
+    sw.check_first(plan, ladder[0])
+    setup = simulate.sim_setup(calibration) if backend == "sim" else None
+    prepare_out(out, force)
+    stack = _running_stack(state_dir, "tuner sweep --backend real", stack_up, config) if backend == "real" else None
+    with PhaseProgress(console) as progress:
+        if stack is None:
+            run_trial = sw.sim_runner(setup)
+        else:
+            from tuner.trial import run_repeated
+
+            def run_trial(p):
+                return run_repeated(stack, sw.with_info(p), 1, progress)
+        result = sw.run_sweep(plan, ladder, backend, run_trial, refine, lambda p: progress.print(views.sweep_line(p)))
+    views.print_sweep(result, console)
+    console.print(f"results in {out}/ (sweep.json, a folder per rate)")
+    raise typer.Exit(result.exit_code)
 
 
 @app.command("report")
@@ -347,6 +433,25 @@ def report(
 
     path = write_report(folder, out)
     console.print(f"report: {path}")
+
+
+def _write_junit(path: Path, trials: list) -> None:
+    """(suite name, TrialResult) pairs as JUnit XML at `path`, written atomically."""
+    from tuner.atomic import write_text
+    from tuner.junit import junit_xml
+
+    write_text(path, junit_xml(trials))
+    console.print(f"JUnit XML: {path}")
+
+
+def _write_trial_junit(path: Path, out: Path) -> None:
+    """The trial in `out` as JUnit XML, if it wrote a result."""
+    from tuner.junit import suite_name
+    from tuner.result import load_result
+
+    if (out / "result.json").is_file():
+        result = load_result(out / "result.json")
+        _write_junit(path, [(suite_name(result), result)])
 
 
 def _write_report(folder: Path) -> None:
@@ -374,6 +479,8 @@ def bench(
     no_report: bool = NO_REPORT,
     force: bool = typer.Option(False, "--force", help="replace what --out holds (an earlier night's folder is "
                                "replaced without it: its figures are in the history)"),
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="also write each case's verdicts as "
+                                         "JUnit XML for CI: a testsuite per case, a testcase per target clause"),
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Run the nightly suite, append its figures to the history, and flag regressions with a
@@ -430,6 +537,8 @@ def bench(
                "cases": {f"{r.backend}/{r.case.name}": {"status": r.result.status, "folder": str(r.folder)} for r in runs},
                "regressions": history.as_dicts(found)}
     write_text(out / "bench.json", json.dumps(summary, indent=1, default=str))
+    if junit is not None:
+        _write_junit(junit, b.junit_trials(runs))
     if not no_report:
         _write_report(out)
     for r in found:

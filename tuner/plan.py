@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from tuner.abort import abort_spec
 from tuner.cost import Prices
 from tuner.errors import UsageError
 from tuner.paths import SCENARIOS
@@ -53,12 +54,16 @@ class TrialPlan:
     settle_timeout_s: float = SETTLE_TIMEOUT_S
     scenario_info: dict = field(default_factory=dict)
     faults: tuple = ()  # tuner.faults.Fault, injected during the load window (real trials)
+    abort_on_fail: bool = False  # stop the load once a clause can no longer hold (tuner.abort)
+    abort_grace_s: float = 0.0  # seconds into the load window before it may
 
     def generator_args(self) -> list[str]:
-        """The options the scenario's generators get, in either backend: the user's, and the lag
-        the target allows unless the user set it."""
+        """The options the scenario's generators get, in either backend: the user's, the lag
+        the target allows unless the user set it, and with `abort_on_fail` the target's abort rules."""
         given = any(a.startswith("--max-lag-ms") for a in self.scenario_args)
-        return [*self.scenario_args, *([] if given else ["--max-lag-ms", f"{max_lag_ms(self.target):g}"])]
+        abort = (["--abort-when", abort_spec(self.target, self.duration_s), "--abort-grace", f"{self.abort_grace_s:g}"]
+                 if self.abort_on_fail else [])
+        return [*self.scenario_args, *([] if given else ["--max-lag-ms", f"{max_lag_ms(self.target):g}"]), *abort]
 
 
 def max_lag_ms(target: Target) -> float:
@@ -158,7 +163,7 @@ def make_plan(*, config: Path | None, scenario: str | Path, scenario_args: tuple
               target: str | Target, duration_s: float, out: Path, warmup_s: float = WARMUP_S, seed: int = 0,
               prices: Path | Prices | None = None, settle_timeout_s: float = SETTLE_TIMEOUT_S,
               faults: tuple[str, ...] | list[str] = (), serve_config: dict | None = None,
-              check: bool = True) -> TrialPlan:
+              check: bool = True, abort_on_fail: bool = False, abort_grace_s: float = 0.0) -> TrialPlan:
     """A plan from what the user gave, each part validated (UsageError naming the option).
 
     `serve_config` given is used as it is (a recorded trial's), else `config` is read; the
@@ -175,7 +180,8 @@ def make_plan(*, config: Path | None, scenario: str | Path, scenario_args: tuple
     table = prices if isinstance(prices, Prices) else load_prices(prices)
     plan = TrialPlan(serve_config=cfg, config_path=config, scenario=scenario_path(scenario),
                      scenario_args=tuple(scenario_args), target=tgt, duration_s=duration_s, out=out, prices=table,
-                     warmup_s=warmup_s, seed=seed, settle_timeout_s=settle_timeout_s, faults=parsed_faults)
+                     warmup_s=warmup_s, seed=seed, settle_timeout_s=settle_timeout_s, faults=parsed_faults,
+                     abort_on_fail=abort_on_fail, abort_grace_s=abort_grace_s)
     if not check:
         return plan
     return replace(plan, scenario_info=check_scenario(plan.scenario, duration_s, plan.generator_args()))

@@ -243,3 +243,27 @@ def trial_series(rate_window: str = "10s") -> dict[str, str]:
         "node_cpu_pct": node_cpu_utilization_pct(),
         "node_memory_bytes": node_memory_used_bytes(),
     }
+
+
+# What to watch while a trial runs: offered load and its answer, the tail, and the autoscaler.
+LIVE_PANELS = ("request_rate", "error_rate", "latency_p99_ms", "replicas", "queued_requests")
+
+
+def graph_url(prometheus_url: str, queries: list[str], range_s: int = 600, step_s: float | None = None) -> str:
+    """Prometheus's own graph page (its `/graph` UI, which takes panels as `g<i>.expr` URL
+    parameters) with one panel per query over the last `range_s` seconds: a live view of a
+    running trial without Grafana."""
+    from urllib.parse import urlencode
+
+    params = {}
+    for i, q in enumerate(queries):
+        params |= {f"g{i}.expr": q, f"g{i}.tab": "0", f"g{i}.range_input": f"{range_s}s"}
+        if step_s:
+            params[f"g{i}.step_input"] = f"{step_s:g}"
+    return f"{prometheus_url.rstrip('/')}/graph?{urlencode(params)}"
+
+
+def live_view_url(prometheus_url: str, rate_window: str, range_s: int = 600) -> str:
+    """The graph page of a trial's key series (`LIVE_PANELS` of `trial_series`)."""
+    series = trial_series(rate_window)
+    return graph_url(prometheus_url, [series[name] for name in LIVE_PANELS], range_s)

@@ -176,6 +176,13 @@ class GapResult(BaseModel):
     end_s: float = Field(description="the first scrape after it, seconds into the load window")
 
 
+class AbortInfo(BaseModel):
+    """`--abort-on-fail`: the clause that could no longer hold, whatever the rest of the run did."""
+
+    clause: str
+    at_s: float = Field(description="when, seconds into the load window")
+
+
 class TrialResult(BaseModel):
     """A trial: one configuration, one scenario, one verdict."""
 
@@ -205,6 +212,9 @@ class TrialResult(BaseModel):
     simulation: SimInfo | None = None
     faults: list[FaultResult] = Field(default_factory=list)
     gaps: list[GapResult] = Field(default_factory=list, description="holes in Prometheus's record of the trial")
+    aborted: AbortInfo | None = Field(None, description="--abort-on-fail fired: real trials stopped the load then "
+                                                        "(the window ends there); simulated ones run whole and say "
+                                                        "when it would have stopped (the verdict is the same)")
 
     @property
     def exit_code(self) -> int:
@@ -242,8 +252,9 @@ def spread(values: list[float | None]) -> Spread:
 
 
 def combine_repeats(results: list[TrialResult], names: list[str]) -> TrialResult:
-    """One result from repeats of a trial: each clause judged on the median of its values; the
-    tables and timelines of the repeat with the median client p99; the spread of each figure."""
+    """One result from repeats of a trial: each clause judged on the median of its values (missed
+    outright if a repeat was aborted early); the tables and timelines of the repeat with the
+    median client p99; the spread of each figure."""
     measured = [r for r in results if r.status != "unmeasured" and r.overall is not None]
     ranked = sorted(measured, key=lambda r: r.overall.latency_ms.p99 if r.overall.latency_ms.p99 is not None else float("inf"))
     chosen = ranked[(len(ranked) - 1) // 2] if ranked else results[-1]
@@ -265,7 +276,10 @@ def combine_repeats(results: list[TrialResult], names: list[str]) -> TrialResult
     figures["throughput rps"] = [r.overall.throughput_rps if r.overall else None for r in results]
     figures["cost"] = [r.cost.cost if r.cost else None for r in results]
     failed = [n for n, r in zip(names, results) if r.status == "unmeasured"]
-    out.status = "unmeasured" if failed or not measured else verdict_status(out.target.clauses)
+    # A repeat stopped early missed for certain (its clause could no longer hold): so do the repeats.
+    out.aborted = next((r.aborted for r in results if r.aborted), None)
+    out.status = ("unmeasured" if failed or not measured else "missed" if out.aborted
+                  else verdict_status(out.target.clauses))
     out.partial = any(r.partial for r in results)
     out.reasons = [f"{n}: {'; '.join(r.reasons[-1:])}" for n, r in zip(names, results) if r.status == "unmeasured"]
     out.files = {k: f"{name}/{v}" for k, v in chosen.files.items()}

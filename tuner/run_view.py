@@ -62,8 +62,11 @@ def _ms(v: float | None) -> str:
 
 def print_result(result: TrialResult, console: Console) -> None:
     """The verdict per clause (client and server), routes, replicas and cost."""
+    verb = "would have stopped" if result.backend == "sim" else "stopped"  # a simulation runs to its end
+    stopped = (f" ({verb} at {result.aborted.at_s:g} s: {escape(result.aborted.clause)} could no longer hold)"
+               if result.aborted else "")
     verdict = Table("clause", "client", "server", "margin", "verdict",
-                    title=f"target {escape(repr(result.target.text))}: [bold]{result.status.upper()}[/]")
+                    title=f"target {escape(repr(result.target.text))}: [bold]{result.status.upper()}[/]{stopped}")
     for cv in result.target.clauses:
         mark = "[green]pass[/]" if cv.passed else "[red]fail[/]"
         margin = "-" if cv.margin is None else f"{cv.margin:+.0%}"

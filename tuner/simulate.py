@@ -15,11 +15,13 @@ import pandas as pd
 from pydantic import ValidationError
 
 from loadgen.summary import summarize
+from tuner.abort import simulated_abort
 from tuner.cost import Resources, deployment_resources, step_integral, trial_cost, with_node_prices
 from tuner.errors import UsageError, first_problem, read_yaml
 from tuner.paths import CLUSTERS
 from tuner.plan import TrialPlan, client_verdicts, result_header, write_config
-from tuner.result import DeploymentResult, TrialResult, SimInfo, Window, route_from_summary, verdict_status, write_result
+from tuner.result import (AbortInfo, DeploymentResult, TrialResult, SimInfo, Window, route_from_summary, verdict_status,
+                          write_result)
 from tuner.sim.calibration import Calibration
 from tuner.sim.cluster import ClusterSpec
 from tuner.sim.llm import HPAOnLLM
@@ -81,6 +83,18 @@ def _deployments(out: Outcome, duration_s: float) -> dict[str, DeploymentResult]
     return res
 
 
+def _note_abort(result: TrialResult, plan: TrialPlan, records: pd.DataFrame, arrivals: pd.DataFrame) -> None:
+    """When `--abort-on-fail` would have stopped the load: the same rule the generator applies,
+    after the fact (a simulated run is cheap to finish, and a clause it fires on is missed either way)."""
+    paths = arrivals.loc[arrivals["t"] < plan.duration_s, "path"]
+    fired = simulated_abort(plan.target, records, paths, plan.duration_s, plan.abort_grace_s)
+    if fired is not None:
+        result.aborted = AbortInfo(clause=fired.clause, at_s=round(fired.at_s, 3))
+        result.reasons.append(f"--abort-on-fail would have stopped the load at {result.aborted.at_s:g} s: "
+                              f"{fired.clause} could no longer hold, whatever the rest of the run did "
+                              f"(the simulated run is not cut)")
+
+
 def run_sim(plan: TrialPlan, setup: SimSetup, info: dict, arrivals: pd.DataFrame) -> TrialResult:
     """Simulate the trial and write its result.json and records under plan.out."""
     write_config(plan)
@@ -115,6 +129,8 @@ def sim_trial(plan: TrialPlan, setup: SimSetup, info: dict, arrivals: pd.DataFra
     result = result_header(plan, "sim", info)
     result.target.clauses = client_verdicts(plan.target, records, plan.duration_s)
     result.status = verdict_status(result.target.clauses)
+    if plan.abort_on_fail:
+        _note_abort(result, plan, records, arrivals)
     result.window = Window(start=0.0, end=plan.duration_s, drained=end)
     result.overall = route_from_summary(summary["overall"])
     result.routes = {r: route_from_summary(g) for r, g in summary["routes"].items()}

@@ -33,8 +33,9 @@ from tuner.paths import PACKAGE
 from tuner.plan import TrialPlan, client_verdicts, result_header, write_config
 from tuner.progress import Reporter, Silent
 from tuner.prometheus import Prometheus
-from tuner.result import (DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles, RouteResult, TrialResult,
-                          Window, combine_repeats, load_result, route_from_summary, verdict_status, write_result)
+from tuner.result import (AbortInfo, DeployInfo, FaultResult, GapResult, GeneratorHealth, Percentiles, RouteResult,
+                          TrialResult, Window, combine_repeats, load_result, route_from_summary, verdict_status,
+                          write_result)
 from tuner.system import SystemUnderTest
 from tuner.target import client_value, without_lag
 
@@ -61,10 +62,18 @@ def deploy_for_trial(system: SystemUnderTest, serve_config: dict, timeout_s: flo
             "replicas": {k: len(v) for k, v in new.items()}}
 
 
-def run_locust(plan: TrialPlan, host: str, seconds: float, out: Path, log: Path, report: Reporter) -> tuple[int, Path | None]:
+def locust_argv(plan: TrialPlan, host: str, seconds: float, out: Path, html: Path | None = None) -> list[str]:
+    """The command line of a headless run of the scenario for `seconds`; with `html`, Locust writes
+    its HTML report there as it ends (from the stats it keeps anyway)."""
+    return [sys.executable, "-m", "locust", "-f", str(plan.scenario), "--headless", "-t", f"{seconds:g}s",
+            "-H", host, "--out", str(out), "--only-summary", "--seed", str(plan.seed), *plan.generator_args(),
+            *(["--html", str(html)] if html is not None else [])]
+
+
+def run_locust(plan: TrialPlan, host: str, seconds: float, out: Path, log: Path, report: Reporter,
+               html: Path | None = None) -> tuple[int, Path | None]:
     """Run the scenario headless for `seconds`; Locust's exit code and its run folder."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(plan.scenario), "--headless", "-t", f"{seconds:g}s",
-           "-H", host, "--out", str(out), "--only-summary", "--seed", str(plan.seed), *plan.generator_args()]
+    cmd = locust_argv(plan, host, seconds, out, html)
     with open(log, "ab") as f:
         f.write(f"$ {' '.join(cmd[1:])}\n".encode())
         f.flush()
@@ -145,11 +154,15 @@ def _measure(system: SystemUnderTest, plan: TrialPlan, prom: Prometheus, result:
     result.files["locust_log"] = "locust.log"
     if plan.warmup_s > 0:
         with _phase("warmup", plan.warmup_s, report, timings):
-            run_locust(plan, host, plan.warmup_s, plan.out / "warmup", log, report)
+            # Not judged, so never aborted: the rules are the measured window's.
+            run_locust(replace(plan, abort_on_fail=False), host, plan.warmup_s, plan.out / "warmup", log, report)
         result.files["warmup"] = "warmup"
     with _phase("load", plan.duration_s, report, timings):
         with Injector(system, list(plan.faults), lambda: epoch_in(plan.out / "load")) as injector:
-            rc, run_dir = run_locust(plan, host, plan.duration_s, plan.out / "load", log, report)
+            rc, run_dir = run_locust(plan, host, plan.duration_s, plan.out / "load", log, report,
+                                     html=plan.out / "locust.html")
+    if (plan.out / "locust.html").exists():  # not written when Locust was stopped by a signal
+        result.files["locust_html"] = "locust.html"
     records = _keep_client_side(result, plan.out, rc, run_dir, log)
     result.faults = fault_results(plan.faults, injector.events, records, result.window)
     if died := system.died():
@@ -205,6 +218,11 @@ def _keep_client_side(result: TrialResult, out: Path, rc: int, run_dir: Path | N
     records = rec.load(out / "records.parquet")
     start = float(summary["epoch"])
     end = start + float(summary["traffic_seconds"])
+    if aborted := summary.get("aborted"):  # the load stopped there, and its window with it
+        end = min(end, start + float(aborted["at_s"]))
+        result.aborted = AbortInfo(**aborted)
+        result.reasons.append(f"aborted at {aborted['at_s']:g} s: {aborted['clause']} could no longer hold, "
+                              f"whatever the rest of the run did")
     drained = float(records["end"].max()) if records["end"].notna().any() else end
     result.window = Window(start=start, end=end, drained=drained)
     result.overall = route_from_summary(summary["overall"])
@@ -252,7 +270,8 @@ def _judge(result: TrialResult, plan: TrialPlan, records, server, rc: int, inter
     if rc not in (0, 1):
         problems.append(f"Locust exited {rc}; see locust.log")
     result.reasons.extend(problems)
-    result.status = "unmeasured" if problems else verdict_status(result.target.clauses)
+    # An abort is a miss by construction; the clause's value on the cut records says so too.
+    result.status = "unmeasured" if problems else "missed" if result.aborted else verdict_status(result.target.clauses)
 
 
 def _generator_problems(result: TrialResult, records, plan: TrialPlan) -> list[str]:

@@ -128,3 +128,38 @@ def print_calibration(cal, out: Path, console: Console) -> None:
                       "yes" if t.cpu_bound else "no", f"{t.start_s:g}", f"{t.load_ms:g}" if t.load_ms else "-")
     console.print(table)
     console.print(f"proxy {cal.proxy_ms:g} ms; LLM prompt {cal.llm.prompt_tokens} tokens; written to {out}/calibration.yaml")
+
+
+def _num(v: float | None, fmt: str = ".3g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def sweep_line(p) -> str:
+    """A line per finished load level of `tuner sweep` (a tuner.sweep.RatePoint)."""
+    verdict = p.status + (f" ({', '.join(p.failed)})" if p.failed else "")
+    return (f"rate {p.rate:g}/s ({p.phase}): {verdict}; p99 {_num(p.latency_p99_ms, ',.0f')} ms, "
+            f"goodput {_num(p.goodput_rps)}/s of {_num(p.offered_rps)}/s offered")
+
+
+def print_sweep(sweep, console: Console) -> None:
+    """`tuner sweep`'s summary (a tuner.sweep.SweepResult): a row per rate tried, lowest first,
+    then the highest sustainable rate and its goodput."""
+    table = Table("rate/s", "step", "offered/s", "throughput/s", "goodput/s", "p50 ms", "p99 ms", "errors", "tokens/s",
+                  "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "verdict",
+                  title=f"{escape(sweep.scenario)} against {escape(repr(sweep.target))} ({sweep.backend}, "
+                        f"{sweep.duration_s:g} s a rate); goodput: answers that met every latency bound; TTFT, TPOT in ms")
+    marks = {"met": "[green]met[/]", "missed": "[red]missed[/]", "unmeasured": "[yellow]unmeasured[/]"}
+    for p in sorted(sweep.points, key=lambda p: p.rate):
+        failed = f" {escape(', '.join(p.failed))}" if p.status == "missed" else ""
+        table.add_row(f"{p.rate:g}", p.phase, _num(p.offered_rps), _num(p.throughput_rps), _num(p.goodput_rps),
+                      _num(p.latency_p50_ms, ",.0f"), _num(p.latency_p99_ms, ",.0f"), _num(p.error_rate, ".1%"),
+                      _num(p.output_tokens_per_s, ",.0f"), _num(p.ttft_p50_ms, ",.0f"), _num(p.ttft_p99_ms, ",.0f"),
+                      _num(p.tpot_p50_ms, ",.1f"), _num(p.tpot_p99_ms, ",.1f"), marks[p.status] + failed)
+    console.print(table)
+    if sweep.best_rate is not None:
+        answer = (f"highest sustainable rate: [bold]{sweep.best_rate:g}/s[/], goodput "
+                  f"{_num(sweep.best_goodput_rps)}/s")
+    else:
+        answer = "[red]no rate met the target[/]"
+    skipped = f"; not run: {', '.join(f'{r:g}' for r in sweep.skipped)}/s" if sweep.skipped else ""
+    console.print(f"{answer} ({escape(sweep.reason)}{skipped})", highlight=False, soft_wrap=True)

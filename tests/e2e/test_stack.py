@@ -337,6 +337,24 @@ def test_promql_queries_return_series_for_the_apps_deployments(trial, stack):
     assert series - recorded <= {"error_rate"}  # no failures, so no failure series
 
 
+def test_run_prints_a_live_view_that_prometheus_serves(trial, stack):
+    """The live view printed at the start is Prometheus's graph page, and each of its panels'
+    queries evaluates on the stack's Prometheus (no Grafana needed to watch a trial)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import httpx
+
+    r, _, result = trial
+    url = next(line.split(": ", 1)[1] for line in r.stdout.splitlines() if line.startswith("live view (Prometheus):"))
+    assert httpx.get(url, timeout=10).status_code == 200
+    exprs = [v[0] for k, v in parse_qs(urlsplit(url).query).items() if k.endswith(".expr")]
+    assert len(exprs) == 5
+    assert url.startswith(stack.prometheus.url + "/graph?")
+    # evaluated by the stack's Prometheus (a bad query raises); the load's series are there
+    answers = [stack.prometheus.vector(expr, result.window.collected_at) for expr in exprs]
+    assert sum(bool(a) for a in answers) >= 3, exprs
+
+
 def test_run_misses_an_impossible_target_and_repeats(stack, tmp_path):
     out = tmp_path / "missed"
     r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path),

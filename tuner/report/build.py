@@ -9,6 +9,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 import numpy as np
@@ -80,8 +81,33 @@ def _series(folder: Path, result, t0: float) -> pd.DataFrame | None:
         return None
     s = pd.read_parquet(path)
     s["t"] = s["t"] - t0
-    s["label"] = [", ".join(str(v) for v in json.loads(x).values()) or q for x, q in zip(s["labels"], s["query"])]
+    s["label"] = ["/".join(str(v) for v in json.loads(x).values()) or q for x, q in zip(s["labels"], s["query"])]
     return s
+
+
+def _t0(result) -> float:
+    """The load window's start, unix time: a trial's timestamps minus this are seconds into it."""
+    return result.window.start if result.window else 0.0
+
+
+def x_range(result, series: pd.DataFrame | None) -> tuple[float, float]:
+    """The x-range every time plot of a trial's page shares: the load window, from the
+    warm-up's start when some of its timelines begin before the window (a real trial's
+    Prometheus timelines do; its requests and a simulation's timelines do not), so that
+    plots read one under another line up."""
+    lines = [tl for tl in (*result.replicas.values(), *result.nodes.values()) if tl]
+    starts = [min(t for t, _ in tl) for tl in lines] + ([float(series["t"].min())] if series is not None and len(series) else [])
+    warmup = result.scenario.warmup_s
+    return (-warmup if warmup > 0 and any(t < 0 for t in starts) else 0.0, result.scenario.duration_s)
+
+
+def _bounds(target) -> list[tuple[float, str | None]]:
+    """The target's latency bounds (ms), each with the route it holds for (None: every route)."""
+    return [(c.clause.threshold, c.clause.route) for c in target.clauses if c.clause.metric == "latency"]
+
+
+def _routes(df: pd.DataFrame) -> np.ndarray:
+    return df["route"].astype(str).to_numpy(dtype=object)
 
 
 def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
@@ -89,8 +115,8 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
     generator health."""
     from loadgen.summary import failure_kind, ok_mask
 
-    t0 = result.window.start if result.window else 0.0
-    bounds = [c.clause.threshold for c in result.target.clauses if c.clause.metric == "latency"]
+    t0 = _t0(result)
+    bounds = _bounds(result.target)
     verdicts = {"headers": ["clause", "client", "server", "margin", "passed"],
                 "rows": [[c.clause.text, c.clause.display(c.client), c.clause.display(c.server),
                           f"{c.margin:+.1%}" if c.margin is not None else None, c.passed] for c in result.target.clauses]}
@@ -111,40 +137,52 @@ def trial_sections(folder: Path, result, prefix: str = "") -> list[dict]:
     spans = [(f.injected_s, f.injected_s + (f.duration_s or 0.5), f.kind) for f in result.faults if f.injected_s is not None]
     spans += [(g.start_s, g.end_s, F.GAP_LABEL) for g in result.gaps]
     df = _records(folder, result)
+    series = _series(folder, result, t0)
+    xlim = x_range(result, series)
     figs = []
-    if df is not None and len(df):
-        ok = ok_mask(df)
+    measured = df is not None and len(df) > 0
+    ok = ok_mask(df).to_numpy() if measured else None
+    if measured:
         t = (df["scheduled"] - t0).to_numpy(dtype=float)
-        figs.append(_figure(f"{prefix}latency", "Latency percentiles over time, against the target",
-                            F.latency_over_time(t[ok], df.loc[ok, "latency_ms"].to_numpy(dtype=float), bounds, spans=spans),
+        figs.append(_figure(f"{prefix}latency", "Latency percentiles over time per route, against the target",
+                            F.latency_over_time(t[ok], df.loc[ok, "latency_ms"].to_numpy(dtype=float), _routes(df)[ok],
+                                                bounds, xlim=xlim, spans=spans),
                             "client latency from the scheduled send, per 5 s of send time"))
         figs.append(_figure(f"{prefix}load", "Offered load and throughput",
-                            F.load_over_time(t, (df.loc[ok, "end"] - t0).to_numpy(dtype=float), spans=spans)))
+                            F.load_over_time(t, (df.loc[ok, "end"] - t0).to_numpy(dtype=float), xlim=xlim, spans=spans)))
     replicas = {k: [(float(a), float(b)) for a, b in v] for k, v in result.replicas.items()}
     if replicas:
         figs.append(_figure(f"{prefix}replicas", "Replicas per deployment",
-                            F.timelines(replicas, "running replicas", spans=spans)))
+                            F.timelines(replicas, "running replicas", xlim=xlim, spans=spans),
+                            "a panel for each deployment whose count changed; the others, constant, in the last one"))
     if result.nodes:
         nodes = {k: [(float(a), float(b)) for a, b in v] for k, v in result.nodes.items()}
-        figs.append(_figure(f"{prefix}nodes", "Cluster layer: pods per group", F.timelines(nodes, "pods")))
-    series = _series(folder, result, t0)
+        figs.append(_figure(f"{prefix}nodes", "Cluster layer: pods per group", F.timelines(nodes, "pods", xlim=xlim)))
     if series is not None:
         for query, title in (("ongoing_requests", "Ongoing requests per deployment"),
                              ("queued_requests", "Queued requests per deployment")):
             part = series[series["query"] == query]
-            if len(part) and part["value"].abs().sum() > 0:
-                figs.append(_figure(f"{prefix}{query}", title, F.labelled_series(part, "requests")))
-    if df is not None and len(df):
+            peak = part.groupby("label")["value"].apply(lambda v: v.abs().max())
+            if (peak > 0).any():
+                idle = sorted(peak.index[peak == 0])
+                figs.append(_figure(f"{prefix}{query}", title, F.labelled_series(part[part["label"].isin(peak.index[peak > 0])],
+                                                                                 "requests", xlim=xlim),
+                                    f"zero throughout: {', '.join(idle)}" if idle else ""))
+    if measured:
         kinds = failure_kind(df)
         hurt = kinds != "ok"
         if hurt.any():
             figs.append(_figure(f"{prefix}errors", "Errors, drops and degraded answers over time",
                                 F.errors_over_time((df.loc[hurt, "scheduled"] - t0).to_numpy(dtype=float), kinds[hurt],
-                                                   spans=spans)))
-        figs.append(_figure(f"{prefix}distribution", "Latency distribution",
-                            F.latency_distribution(df.loc[ok_mask(df), "latency_ms"].to_numpy(dtype=float), bounds)))
+                                                   xlim=xlim, spans=spans)))
+        figs.append(_figure(f"{prefix}distribution", "Latency distribution per route",
+                            F.latency_distribution(df.loc[ok, "latency_ms"].to_numpy(dtype=float), _routes(df)[ok],
+                                                   bounds)))
+    shown = (f"from {-xlim[0]:g} s before the load window (its warm-up, shaded) to its end at {xlim[1]:g} s"
+             if xlim[0] < 0 else f"over the load window, 0 to {xlim[1]:g} s")
     sections.append(_section(f"{prefix}timelines", "Over the load window", figures=figs,
-                             text="" if df is not None else "no request records in this folder"))
+                             text=f"Every time plot spans the same range: {shown}." if df is not None
+                             else "no request records in this folder"))
     if result.generator is not None:
         sections.append(_generator_section(result.generator, df, prefix))
     return sections
@@ -222,11 +260,30 @@ def _importances(folder: Path, summary: dict) -> dict[str, dict[str, float]]:
         return {}
 
 
-def study_page(folder: Path) -> dict:
+def _run_links(folder: Path, base: Path, entry: dict, scenarios: list[str]) -> dict | None:
+    """Links to the trials a real evaluation (`entry`, summary.json's brief of it) left, one per
+    scenario: the search writes them under `real/<label>/<scenario>/` (a hybrid's label, else
+    `trial-NNNN`), each with its result.json and, where written, its report.html. Relative to
+    `base`, the folder the page is written to, so the study folder can be moved whole."""
+    run = folder / "real" / (entry.get("label") or f"trial-{entry['trial']:04d}")
+    links = []
+    for scenario in scenarios:
+        stem = scenario.split()[0]
+        page = next((f for f in (run / stem / "report.html", run / stem / "result.json") if f.is_file()), None)
+        if page is not None:
+            rel = Path(os.path.relpath(page.resolve(), base.resolve())).as_posix()
+            links.append({"text": stem if page.name == "report.html" else f"{stem} (result.json)", "href": quote(rel)})
+    return {"links": links} if links else None
+
+
+def study_page(folder: Path, base: Path | None = None) -> dict:
+    """A study's page; its links to the real runs are relative to `base` (default `folder`)."""
     from tuner.target import parse_target
 
+    base = base or folder
     summary = json.loads((folder / "summary.json").read_text())
     trials = pd.read_csv(folder / "trials.csv")
+    scenarios = summary.get("scenarios", [])
     bounds = [c.threshold for c in parse_target(summary["target"]).clauses if c.metric == "latency"]
     done = trials[trials["state"] == "COMPLETE"].reset_index(drop=True)
     figs = []
@@ -234,24 +291,29 @@ def study_page(folder: Path) -> dict:
         numbers = np.arange(len(done))
         feasible = done["feasible"].astype(str).str.lower().eq("true").to_numpy()
         cost = done["cost_per_hour"].to_numpy(dtype=float)
-        figs.append(_figure("best-cost", "Best cost against trials", F.best_so_far(numbers, cost, feasible),
-                            "every evaluated trial in order (all rounds and backends)"))
+        backends = done["backend"].astype(str).to_numpy()
+        figs.append(_figure("best-cost", "Best cost against trials", F.best_so_far(numbers, cost, feasible, backends),
+                            "every evaluated trial in order" + (" (the simulated rounds, then the real runs)" if
+                                                                summary.get("hybrid") else "")
+                            + "; filled: met the target, hollow: missed it"))
         front = [(p["cost_per_hour"], p["p99_ms"]) for p in summary.get("pareto") or []]
         figs.append(_figure("pareto", "Cost against p99" + (" and the Pareto front" if front else ""),
-                            F.cost_against_p99(cost, done["p99_ms"].to_numpy(dtype=float), feasible, front, bounds)))
+                            F.cost_against_p99(cost, done["p99_ms"].to_numpy(dtype=float), feasible, backends, front, bounds,
+                                               front_backend="real" if summary.get("backend") == "real" else "sim")))
+    importance_of = "real" if summary.get("backend") == "real" else "simulated"
     for target, imp in _importances(folder, summary).items():
         figs.append(_figure("importance" if target == "cost" else f"importance-{target}",
-                            f"Parameter importances for {target} (Optuna's default evaluator, simulated trials)",
+                            f"Parameter importances for {target} (Optuna's default evaluator, {importance_of} trials)",
                             F.bars(list(imp), list(imp.values()), f"importance for {target}")))
     best = summary.get("best")
+    entries = ([("best", best)] if best else []) + list((summary.get("baselines") or {}).items())
     rows = [[label, b["backend"], b["cost_per_hour"], b["p99_ms"], b["feasible"],
              f"{best['savings'][label]['saving']:+.1%}" if best and best["savings"].get(label, {}).get("saving") is not None
-             else None] for label, b in (summary.get("baselines") or {}).items()]
+             else None, _run_links(folder, base, b, scenarios) if b["backend"] == "real" else None] for label, b in entries]
     if best:
-        rows.insert(0, ["best", best["backend"], best["cost_per_hour"], best["p99_ms"], best["feasible"], None])
-        labels = [r[0] for r in rows]
         figs.append(_figure("against-baselines", "Best configuration against the baselines",
-                            F.compared(labels, {"cost per hour": [r[2] for r in rows]}, "cost per hour")))
+                            F.compared([r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows],
+                                       [bool(r[4]) for r in rows], "cost per hour")))
     verified = (summary.get("hybrid") or {}).get("verified") or []
     pairs = [(v["sim_p99_ms"], v["p99_ms"], v.get("label") or f"#{v['trial']}") for v in verified
              if v.get("sim_p99_ms") is not None and v.get("p99_ms") is not None]
@@ -259,24 +321,30 @@ def study_page(folder: Path) -> dict:
         s, r, lab = zip(*pairs)
         figs.append(_figure("real-vs-sim", "Verified candidates: real against simulated p99",
                             F.real_against_sim(list(s), list(r), list(lab))))
-    meta = [("target", summary["target"]), ("backend", summary.get("backend")), ("scenarios", ", ".join(summary.get("scenarios", []))),
+    meta = [("target", summary["target"]), ("backend", summary.get("backend")), ("scenarios", ", ".join(scenarios)),
             ("trials", ", ".join(f"{k}: {v}" for k, v in (summary.get("trials") or {}).items()))]
     hybrid = summary.get("hybrid") or {}
     if hybrid:
         meta += [("stopped", hybrid.get("reason")),
                  ("correction of the simulator's p99", ", ".join(f"{k}: x{v:.2f}" for k, v in (hybrid.get("correction") or {}).items())
                   or "none")]
-    tables = [{"caption": "Best and baselines", "headers": ["", "backend", "cost per hour", "p99 ms", "met", "best saves"],
-               "rows": rows}]
+    headers = ["", "backend", "cost per hour", "p99 ms", "met", "best saves", "real run"]
+    if not any(r[-1] for r in rows):  # nothing ran on the real stack: no column of dashes
+        headers, rows = headers[:-1], [r[:-1] for r in rows]
+    tables = [{"caption": "Best and baselines", "headers": headers, "rows": rows}]
     if best:
         start = _starting_values(trials)
-        tables.append({"caption": "Best values, beside the starting config's", "headers": ["parameter", "tuned", "starting"],
+        where = "on the real stack" if best["backend"] == "real" else "in the simulator"
+        tables.append({"caption": f"Best values, beside the starting config's (the best as measured {where})",
+                       "headers": ["parameter", "tuned", "starting"],
                        "rows": [[k, v, start.get(k)] for k, v in sorted(best["values"].items())]})
     if verified:
         tables.append({"caption": "Verified on the real stack",
-                       "headers": ["trial", "label", "cost/h", "sim cost/h", "p99 ms", "sim p99 ms", "margin", "passed"],
-                       "rows": [[v["trial"], v.get("label"), v["cost_per_hour"], v.get("sim_cost_per_hour"), v.get("p99_ms"),
-                                 v.get("sim_p99_ms"), v.get("margin"), v.get("passed")] for v in verified]})
+                       "headers": ["trial", "label", "real cost/h", "sim cost/h", "real p99 ms", "sim p99 ms", "margin",
+                                   "passed", "real run"],
+                       "rows": [[v["trial"], v.get("label"), v["cost_per_hour"], v.get("sim_cost_per_hour"),
+                                 v.get("p99_ms"), v.get("sim_p99_ms"), v.get("margin"), v.get("passed"),
+                                 _run_links(folder, base, v, scenarios)] for v in verified]})
     return {"title": f"Study: the cheapest configuration for {summary['target']}", "subtitle": str(folder),
             "verdict": _study_verdict(summary, done), "meta": meta,
             "sections": [_section("result", "Result", tables=tables), _section("search", "The search", figures=figs)]}
@@ -314,17 +382,20 @@ def validation_page(folder: Path) -> dict:
             if (folder / name / "result.json").is_file()}
     real, sim = runs.get("real"), runs.get("sim")
     figs = []
+    ranges = [x_range(r, _series(folder / name, r, _t0(r))) for name, r in runs.items()]
+    xlim = (min((a for a, _ in ranges), default=0.0), max((b for _, b in ranges), default=0.0))  # both runs on one
     if real and sim and real.replicas:
         figs.append(_figure("replicas-overlay", "Replicas: real (solid) and simulated (dashed)",
-                            F.timelines(real.replicas, "running replicas", overlay=sim.replicas)))
+                            F.timelines(real.replicas, "running replicas", xlim=xlim, overlay=sim.replicas),
+                            "a panel for each deployment whose count changed in either run; the others, constant and "
+                            "equal in both, in the last one"))
     frames = {}
     for name, res in runs.items():
         df = _records(folder / name, res)
         if df is not None and len(df):
-            t0 = res.window.start if res.window else 0.0
-            frames[name] = ((df["scheduled"] - t0).to_numpy(dtype=float), df["latency_ms"].to_numpy(dtype=float))
+            frames[name] = ((df["scheduled"] - _t0(res)).to_numpy(dtype=float), df["latency_ms"].to_numpy(dtype=float), _routes(df))
     if frames:
-        figs.append(_figure("latency-overlay", "p99 over time: real and simulated", F.p99_overlay(frames)))
+        figs.append(_figure("latency-overlay", "p99 over time per route: real and simulated", F.p99_overlay(frames, xlim=xlim)))
     latency = [[r["route"], r["metric"], r["real"], r["sim"], r["error"], r["goal"], r["met"]] for r in cmp.get("latency", [])]
     replicas = [[r["deployment"], r["real_mean"], r["sim_mean"], r["mae"], r["goal"], r["met"]] for r in cmp.get("replicas", [])]
     scenario = (real or sim).scenario.name if runs else folder.name
@@ -385,11 +456,13 @@ def bench_page(folder: Path) -> dict:
 PAGES = {"trial": trial_page, "study": study_page, "validation": validation_page, "bench": bench_page}
 
 
-def render(folder: Path) -> str:
-    """The HTML report of `folder`."""
+def render(folder: Path, base: Path | None = None) -> str:
+    """The HTML report of `folder`; its links are relative to `base`, the folder the page is
+    written to (default `folder`)."""
     from tuner import project_version
 
-    page = PAGES[kind_of(folder)](folder)
+    kind = kind_of(folder)
+    page = study_page(folder, base) if kind == "study" else PAGES[kind](folder)
     return _env().get_template("report.html.j2").render(version=project_version(), source=str(folder), **page)
 
 
@@ -398,7 +471,7 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
     out = out or folder / "report.html"
-    html = render(folder)
+    html = render(folder, out.parent)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(html)
     os.replace(tmp, out)

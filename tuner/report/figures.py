@@ -1,5 +1,10 @@
 """The reports' plots (matplotlib), each returned as inline SVG so a report is one file that
-opens without a network. Inputs are plain data (records, timelines, tables); no file I/O."""
+opens without a network. Inputs are plain data (records, timelines, tables); no file I/O.
+
+Every time plot of a page takes the page's x-range (`xlim`, seconds into the load window: the
+window itself, from the warm-up's start where the page shows it), so plots read one under
+another line up. Legends sit above the plotting area, never over data; where lines would hide
+each other (deployments on the same count, routes of different speeds) each gets its own panel."""
 
 from __future__ import annotations
 
@@ -13,10 +18,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 96, "axes.grid": True, "grid.alpha": 0.3,
-                     "axes.spines.top": False, "axes.spines.right": False, "font.size": 9})
-SIZE = (8.0, 3.0)
+                     "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
+                     "axes.titlesize": 8, "axes.titlelocation": "left"})
+SIZE = (9.5, 3.0)
+PANEL_H = 1.3  # inches per small-multiple panel
+ROW_H = 0.22  # inches per row of the panel that lists constant timelines
+TIME_LABEL = "seconds into the load window"
+
+Range = tuple[float, float]
+Spans = list[tuple[float, float, str]]
+Bounds = list[tuple[float, str | None]]  # a latency bound in ms, and the route it holds for (None: every route)
+GAP_LABEL = "Prometheus gap"  # a span shaded grey: no record, not a fault
+WARMUP_LABEL = "warm-up"
+# Simulated and real results apart at a glance: colour and marker both differ, so neither
+# colour vision nor a greyscale print is needed to tell them.
+BACKENDS = {"sim": ("tab:blue", "o", "simulated"), "real": ("tab:orange", "D", "real")}
+PERCENTILES = ((0.5, "tab:green", "-"), (0.95, "tab:blue", "--"), (0.99, "tab:red", "-"))
 
 
 def svg(fig) -> str:
@@ -32,174 +52,295 @@ def _bins(t: np.ndarray, width: float) -> np.ndarray:
     return np.floor(t / width) * width
 
 
-Spans = list[tuple[float, float, str]]
-GAP_LABEL = "Prometheus gap"  # a span shaded grey: no record, not a fault
+def _single(height: float = SIZE[1]):
+    fig, ax = plt.subplots(figsize=(SIZE[0], height), layout="constrained")
+    return fig, ax
 
 
-def _shade(ax, spans: Spans) -> None:
-    """Faults (red) and holes in Prometheus's record (grey) as shaded spans, labelled once each."""
-    for start, end, label in spans:
-        ax.axvspan(start, end, color="grey" if label == GAP_LABEL else "red", alpha=0.12, lw=0)
-        ax.annotate(label, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="darkred",
-                    va="top", xytext=(2, -2), textcoords="offset points")
+def _panels(n: int, *, tail_rows: int = 0):
+    """`n` stacked panels (two columns past three; one, left empty, when there is nothing to
+    draw) and, given `tail_rows`, one full-width panel under them sized for that many rows."""
+    n = n if n or tail_rows else 1
+    ncols = 1 if n <= 3 else 2
+    heights = [PANEL_H] * math.ceil(n / ncols) + ([ROW_H * (tail_rows + 1) + 0.5] if tail_rows else [])
+    fig = plt.figure(figsize=(SIZE[0], sum(heights) + 0.6), layout="constrained")
+    grid = fig.add_gridspec(len(heights), ncols, height_ratios=heights)
+    axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(n)]
+    return fig, axes, fig.add_subplot(grid[-1, :]) if tail_rows else None
 
 
-def latency_over_time(t: np.ndarray, latency_ms: np.ndarray, bounds_ms: list[float], width: float = 5.0,
-                      spans: Spans = ()):
-    """Client latency percentiles per `width`-second bin of send time, with the target's
-    latency bounds as lines."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    df = pd.DataFrame({"bin": _bins(t, width), "ms": latency_ms}).dropna()
-    for q, style in ((0.5, "-"), (0.95, "--"), (0.99, "-")):
-        s = df.groupby("bin")["ms"].quantile(q)
-        ax.plot(s.index, s.values, style, lw=1.4 if q == 0.99 else 1, label=f"p{q * 100:g}")
-    for b in bounds_ms:
-        ax.axhline(b, color="red", lw=1, ls=":", label=f"target {b:g} ms")
-    _shade(ax, spans)
-    ax.set(xlabel="seconds into the load window", ylabel="latency (ms)")
-    ax.legend(loc="upper left", fontsize=8)
+def _legend(fig) -> None:
+    """One legend for the whole figure, above its panels (each label once)."""
+    entries = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(entries.values(), entries.keys(), loc="outside upper left", ncol=min(6, len(entries)),
+                   frameon=False, fontsize=8)
+
+
+def _time_axis(ax, xlim: Range, spans: Spans = (), labelled: bool = True) -> None:
+    """The page's x-range, with the warm-up (before 0) shaded light grey, faults red and holes
+    in Prometheus's record grey; `labelled` names each span (once per figure is enough)."""
+    shaded = ([(xlim[0], 0.0, WARMUP_LABEL)] if xlim[0] < 0 else []) + list(spans)
+    for start, end, label in shaded:
+        color = {WARMUP_LABEL: "0.5", GAP_LABEL: "grey"}.get(label, "red")
+        ax.axvspan(start, end, color=color, alpha=0.12, lw=0, zorder=0)
+        if labelled:
+            ax.annotate(label, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7, va="top",
+                        color="0.3" if color != "red" else "darkred", xytext=(2, -2), textcoords="offset points")
+    ax.set_xlim(xlim)
+
+
+def _held(timeline: list[tuple[float, float]], xlim: Range) -> tuple[list[float], list[float]]:
+    """A step timeline (its changes only) as drawn over `xlim`: the value in effect at the
+    range's start, each change inside it, and the last value held to the range's end."""
+    points = sorted(timeline)
+    before = [p for p in points if p[0] <= xlim[0]]
+    drawn = before[-1:] + [p for p in points if xlim[0] < p[0] < xlim[1]]
+    if not drawn:
+        return [], []
+    drawn = [(max(drawn[0][0], xlim[0]), drawn[0][1]), *drawn[1:], (xlim[1], drawn[-1][1])]
+    return [p[0] for p in drawn], [p[1] for p in drawn]
+
+
+def latency_over_time(t: np.ndarray, latency_ms: np.ndarray, routes: np.ndarray, bounds: Bounds, *, xlim: Range,
+                      width: float = 5.0, spans: Spans = ()):
+    """Client latency percentiles per `width`-second bin of send time, one panel per route
+    (routes differ by orders of magnitude), with the target's latency bounds as lines."""
+    names = sorted(set(routes))
+    fig, axes, _ = _panels(len(names))
+    for i, (ax, route) in enumerate(zip(axes, names)):
+        sel = routes == route
+        df = pd.DataFrame({"bin": _bins(t[sel], width) + width / 2, "ms": latency_ms[sel]}).dropna()
+        for q, color, style in PERCENTILES:
+            s = df.groupby("bin")["ms"].quantile(q)
+            ax.plot(s.index, s.values, style, color=color, lw=1.4 if q == 0.99 else 1, label=f"p{q * 100:g}")
+        for ms, scope in bounds:
+            if scope in (None, route):
+                ax.axhline(ms, color="red", lw=1, ls=":", label=f"target {ms:g} ms")
+        ax.set_title(route)
+        ax.set_ylim(bottom=0)
+        _time_axis(ax, xlim, spans, labelled=i == 0)
+    fig.supxlabel(TIME_LABEL, fontsize=9)
+    fig.supylabel("latency (ms)", fontsize=9)
+    _legend(fig)
     return fig
 
 
-def load_over_time(t_sched: np.ndarray, t_ok: np.ndarray, width: float = 5.0, spans: Spans = ()):
+def load_over_time(t_sched: np.ndarray, t_ok: np.ndarray, *, xlim: Range, width: float = 5.0, spans: Spans = ()):
     """Offered load (arrivals by scheduled time) against throughput (answers by end time)."""
-    fig, ax = plt.subplots(figsize=SIZE)
+    fig, ax = _single()
     for values, label in ((t_sched, "offered"), (t_ok, "throughput (ok)")):
         if len(values):
             s = pd.Series(1, index=_bins(values, width)).groupby(level=0).sum() / width
-            ax.step(s.index, s.values, where="post", label=label)
-    _shade(ax, spans)
-    ax.set(xlabel="seconds into the load window", ylabel="requests / s")
-    ax.legend(loc="upper left", fontsize=8)
+            # held to the last bin's end, not stopped at its start
+            ax.step([*s.index, s.index[-1] + width], [*s.values, s.values[-1]], where="post", label=label)
+    _time_axis(ax, xlim, spans)
+    ax.set(xlabel=TIME_LABEL, ylabel="requests / s")
+    _legend(fig)
     return fig
 
 
-def timelines(lines: dict[str, list[tuple[float, float]]], ylabel: str, *, overlay: dict | None = None,
+def timelines(lines: dict[str, list[tuple[float, float]]], ylabel: str, *, xlim: Range, overlay: dict | None = None,
               spans: Spans = ()):
-    """Step timelines (replicas per deployment, pods per group); `overlay` adds a second set
-    dashed (e.g. the simulator's against the real run)."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, tl) in enumerate(sorted(lines.items())):
-        if tl:
-            ts, vs = zip(*tl)
-            ax.step(ts, vs, where="post", color=colors[i % len(colors)], label=name)
-        if overlay and overlay.get(name):
-            ts, vs = zip(*overlay[name])
-            ax.step(ts, vs, where="post", ls="--", color=colors[i % len(colors)], alpha=0.8)
-    _shade(ax, spans)
-    ax.set(xlabel="seconds into the load window", ylabel=ylabel)
-    ax.legend(loc="upper left", fontsize=7, ncol=2)
+    """Step timelines (replicas per deployment, pods per group) over the page's x-range: a
+    panel for each one that changes, and one panel listing those that hold one value
+    throughout (on one axis they would lie on each other). `overlay` adds a second set,
+    dashed: the simulator's against the real run; a name is constant only if both agree."""
+    held = {name: _held(tl, xlim) for name, tl in lines.items()}
+    other = {name: _held(tl, xlim) for name, tl in (overlay or {}).items()}
+    values = {name: set(held.get(name, ([], []))[1]) | set(other.get(name, ([], []))[1]) for name in held | other}
+    changing = sorted(name for name, v in values.items() if len(v) > 1)
+    constant = sorted(name for name, v in values.items() if len(v) == 1)
+    fig, axes, tail = _panels(len(changing), tail_rows=len(constant))
+    # Beside an overlay the runs take their backends' colours and names; alone, one plain line.
+    solid = BACKENDS["real"] if overlay else ("tab:blue", None, None)
+    for i, (ax, name) in enumerate(zip(axes, changing)):
+        if held.get(name, ([], []))[0]:
+            ax.step(*held[name], where="post", color=solid[0], label=solid[2])
+        if other.get(name, ([], []))[0]:
+            ax.step(*other[name], where="post", color=BACKENDS["sim"][0], ls="--", label=BACKENDS["sim"][2])
+        ax.set_title(name)
+        ax.set_ylim(0, max(values[name]) * 1.15 + 0.5)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        _time_axis(ax, xlim, spans, labelled=i == 0)
+    if tail is not None:
+        # Names written on their lines rather than as tick labels: long tick labels would
+        # push this figure's axes right of the page's other time plots.
+        for row, name in enumerate(constant):
+            tail.hlines(row, *xlim, color="0.45", lw=2)
+            tail.annotate(f"{name}: {next(iter(values[name])):g}", (0, row), xycoords=("axes fraction", "data"),
+                          xytext=(3, 1.5), textcoords="offset points", fontsize=7, va="bottom")
+        tail.set_yticks([])
+        tail.set_ylim(len(constant) - 0.4, -1.5)  # room at the top for the spans' labels
+        tail.set_title(f"constant over the window ({ylabel})")
+        _time_axis(tail, xlim, spans, labelled=not changing)
+    if changing:
+        fig.supylabel(ylabel, fontsize=9)
+    fig.supxlabel(TIME_LABEL, fontsize=9)
+    _legend(fig)
     return fig
 
 
-def labelled_series(frame: pd.DataFrame, ylabel: str):
-    """Prometheus range series (t, value per label set) as lines."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    for label, g in frame.groupby("label", sort=True):
-        if g["value"].abs().max() > 0:  # an idle deployment's flat zero only hides the others
-            ax.plot(g["t"], g["value"], lw=1, label=label)
-    ax.set(xlabel="seconds into the load window", ylabel=ylabel)
-    ax.legend(loc="upper left", fontsize=7, ncol=2)
+def labelled_series(frame: pd.DataFrame, ylabel: str, *, xlim: Range):
+    """Prometheus range series (t, value per label set), a panel each on one shared scale."""
+    names = sorted(frame["label"].unique())
+    fig, axes, _ = _panels(len(names))
+    top = float(frame["value"].max()) if len(frame) else 1.0
+    for i, (ax, name) in enumerate(zip(axes, names)):
+        g = frame[frame["label"] == name].sort_values("t")
+        ax.plot(g["t"], g["value"], lw=1, color="tab:blue")
+        ax.set_title(name)
+        ax.set_ylim(0, top * 1.1 or 1.0)
+        _time_axis(ax, xlim, labelled=i == 0)
+    fig.supxlabel(TIME_LABEL, fontsize=9)
+    fig.supylabel(ylabel, fontsize=9)
     return fig
 
 
-def p99_overlay(frames: dict[str, tuple[np.ndarray, np.ndarray]], width: float = 5.0):
-    """p99 per bin of send time for each named run (real solid, others dashed)."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    for name, (t, lat) in frames.items():
-        s = pd.DataFrame({"bin": _bins(t, width), "ms": lat}).dropna().groupby("bin")["ms"].quantile(0.99)
-        ax.plot(s.index, s.values, "-" if name == "real" else "--", label=f"p99 {name}")
-    ax.set(xlabel="seconds into the load window", ylabel="latency (ms)")
-    ax.legend(fontsize=8)
+def p99_overlay(frames: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, xlim: Range, width: float = 5.0):
+    """p99 per bin of send time of the real and the simulated run (`frames` by backend: send
+    time, latency ms and route per request; real solid, simulated dashed), a panel per route."""
+    names = sorted({r for _, _, routes in frames.values() for r in set(routes)})
+    fig, axes, _ = _panels(len(names))
+    for i, (ax, route) in enumerate(zip(axes, names)):
+        for run, (t, lat, routes) in frames.items():
+            sel = routes == route
+            s = (pd.DataFrame({"bin": _bins(t[sel], width) + width / 2, "ms": lat[sel]}).dropna()
+                 .groupby("bin")["ms"].quantile(0.99))
+            color, _, name = BACKENDS[run]
+            ax.plot(s.index, s.values, "-" if run == "real" else "--", color=color, label=f"p99, {name}")
+        ax.set_title(route)
+        ax.set_ylim(bottom=0)
+        _time_axis(ax, xlim, labelled=i == 0)
+    fig.supxlabel(TIME_LABEL, fontsize=9)
+    fig.supylabel("latency (ms)", fontsize=9)
+    _legend(fig)
     return fig
 
 
-def errors_over_time(t: np.ndarray, kinds: pd.Series, width: float = 5.0, spans: Spans = ()):
+def errors_over_time(t: np.ndarray, kinds: pd.Series, *, xlim: Range, width: float = 5.0, spans: Spans = ()):
     """Failed requests per bin, stacked by kind (loadgen.summary.FAILURE_KINDS: rejected,
     timeout, error, unfinished, dropped, and answers the app marked degraded)."""
-    fig, ax = plt.subplots(figsize=SIZE)
+    fig, ax = _single()
     df = pd.DataFrame({"bin": _bins(t, width), "kind": kinds})
-    table = df.groupby(["bin", "kind"]).size().unstack(fill_value=0) if len(df) else pd.DataFrame()
+    table = df.groupby(["bin", "kind"], observed=True).size().unstack(fill_value=0) if len(df) else pd.DataFrame()
     bottom = np.zeros(len(table))
     for kind in table.columns:
         ax.bar(table.index, table[kind].values, width=width * 0.9, align="edge", bottom=bottom, label=str(kind))
         bottom += table[kind].values
-    _shade(ax, spans)
-    ax.set(xlabel="seconds into the load window", ylabel=f"requests per {width:g} s")
-    if len(table.columns):
-        ax.legend(loc="upper left", fontsize=8)
+    _time_axis(ax, xlim, spans)
+    ax.set(xlabel=TIME_LABEL, ylabel=f"requests per {width:g} s")
+    _legend(fig)
     return fig
 
 
-def latency_distribution(latency_ms: np.ndarray, bounds_ms: list[float]):
-    """The latency CDF of answered requests (log axis), with the target's bounds."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    xs = np.sort(latency_ms[np.isfinite(latency_ms)])
-    if len(xs):
-        ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post")
-        ax.set_xscale("log")
-    for b in bounds_ms:
-        ax.axvline(b, color="red", lw=1, ls=":")
+def _log_ms_axis(ax, lo: float, hi: float) -> None:
+    """A log latency axis labelled in plain milliseconds at 1-2-5 steps (every step within a
+    decade, only the decades over many), minor ticks unlabelled: matplotlib's default labels
+    every minor tick of a short range as 3x10^2 and the labels run into each other."""
+    decades = math.log10(max(hi, lo * 1.0001) / lo)
+    subs = np.arange(1.0, 10.0) if decades < 1 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def latency_distribution(latency_ms: np.ndarray, routes: np.ndarray, bounds: Bounds):
+    """The latency CDF of answered requests per route (log axis), with the target's bounds."""
+    fig, ax = _single()
+    finite = np.isfinite(latency_ms) & (latency_ms > 0)
+    for route in sorted(set(routes[finite])):
+        xs = np.sort(latency_ms[finite & (routes == route)])
+        ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=route)
+    for ms, scope in bounds:
+        ax.axvline(ms, color="red", lw=1, ls=":", label=f"target {ms:g} ms" + (f" ({scope})" if scope else ""))
+    if finite.any():
+        edges = [*latency_ms[finite], *(ms for ms, _ in bounds)]
+        _log_ms_axis(ax, min(edges), max(edges))
     ax.set(xlabel="latency (ms)", ylabel="fraction of requests")
+    _legend(fig)
     return fig
 
 
-def best_so_far(numbers: np.ndarray, cost: np.ndarray, feasible: np.ndarray):
-    """Every trial's cost (met / missed) and the best feasible cost so far."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    ax.scatter(numbers[~feasible], cost[~feasible], s=12, marker="x", color="grey", label="missed the target")
-    ax.scatter(numbers[feasible], cost[feasible], s=14, color="tab:blue", label="met the target")
-    best = np.minimum.accumulate(np.where(feasible, cost, np.inf))
-    shown = np.isfinite(best)
-    ax.step(numbers[shown], best[shown], where="post", color="tab:green", label="best so far")
+def _by_backend(ax, x: np.ndarray, y: np.ndarray, met: np.ndarray, backends: np.ndarray) -> None:
+    """Points by backend (colour and marker) and verdict (filled: met, hollow: missed)."""
+    for backend, (color, marker, name) in BACKENDS.items():
+        sel = backends == backend
+        if (sel & met).any():
+            ax.scatter(x[sel & met], y[sel & met], s=18, marker=marker, color=color, label=f"{name}, met")
+        if (sel & ~met).any():
+            ax.scatter(x[sel & ~met], y[sel & ~met], s=18, marker=marker, facecolors="none", edgecolors=color,
+                       label=f"{name}, missed")
+
+
+def best_so_far(numbers: np.ndarray, cost: np.ndarray, feasible: np.ndarray, backends: np.ndarray):
+    """Every trial's cost by backend and verdict, and each backend's best feasible cost so far."""
+    fig, ax = _single()
+    _by_backend(ax, numbers, cost, feasible, backends)
+    for backend, (color, _, name) in BACKENDS.items():
+        sel = backends == backend
+        best = np.minimum.accumulate(np.where(feasible[sel], cost[sel], np.inf)) if sel.any() else np.array([])
+        shown = np.isfinite(best)
+        if shown.any():  # held half a trial past the backend's last, so a best found last still shows
+            ax.step([*numbers[sel][shown], numbers[sel][-1] + 0.5], [*best[shown], best[-1]], where="post", color=color,
+                    lw=1.2, label=f"best so far ({name})")
     ax.set(xlabel="trial", ylabel="cost per hour")
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(fig)
     return fig
 
 
-def cost_against_p99(cost: np.ndarray, p99: np.ndarray, feasible: np.ndarray, front: list[tuple[float, float]],
-                     bounds_ms: list[float]):
-    """Cost against p99 of every trial, the Pareto front of the feasible ones joined."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    ax.scatter(p99[~feasible], cost[~feasible], s=12, marker="x", color="grey", label="missed")
-    ax.scatter(p99[feasible], cost[feasible], s=14, color="tab:blue", label="met")
+def cost_against_p99(cost: np.ndarray, p99: np.ndarray, feasible: np.ndarray, backends: np.ndarray,
+                     front: list[tuple[float, float]], bounds_ms: list[float], front_backend: str = "sim"):
+    """Cost against p99 of every trial by backend and verdict, the Pareto front of the
+    feasible ones (of `front_backend`'s trials) joined."""
+    fig, ax = _single()
+    _by_backend(ax, p99, cost, feasible, backends)
     if front:
         c, p = zip(*sorted(front, key=lambda x: x[1]))
-        ax.plot(p, c, "o-", color="tab:orange", label="Pareto front")
+        ax.plot(p, c, "-", color="0.3", lw=1, zorder=0, label=f"Pareto front ({BACKENDS[front_backend][2]})")
     for b in bounds_ms:
-        ax.axvline(b, color="red", lw=1, ls=":")
+        ax.axvline(b, color="red", lw=1, ls=":", label=f"target {b:g} ms")
     ax.set(xlabel="p99 (ms)", ylabel="cost per hour")
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(fig)
     return fig
 
 
 def bars(labels: list[str], values: list[float], xlabel: str):
     """Horizontal bars, largest on top."""
-    fig, ax = plt.subplots(figsize=(SIZE[0], max(1.6, 0.3 * len(labels) + 0.8)))
+    fig, ax = _single(max(1.6, 0.3 * len(labels) + 0.8))
     order = np.argsort(values)
     ax.barh([labels[i] for i in order], [values[i] for i in order], color="tab:blue")
     ax.set(xlabel=xlabel)
     return fig
 
 
-def compared(labels: list[str], groups: dict[str, list[float]], ylabel: str):
-    """Grouped bars: each label's value per group (e.g. cost and p99 of best and baselines)."""
-    fig, ax = plt.subplots(figsize=SIZE)
-    width = 0.8 / max(1, len(groups))
-    x = np.arange(len(labels))
-    for i, (name, vals) in enumerate(groups.items()):
-        ax.bar(x + i * width, [v if v is not None and math.isfinite(v) else 0 for v in vals], width, label=name)
-    ax.set_xticks(x + width * (len(groups) - 1) / 2, labels, fontsize=8)
-    ax.set(ylabel=ylabel)
-    ax.legend(fontsize=8)
+def compared(labels: list[str], values: list[float | None], backends: list[str], met: list[bool], xlabel: str):
+    """One horizontal bar per label (best and baselines), coloured by the backend that measured
+    it, hatched where it missed the target; the names sit on the axis, where long ones fit."""
+    fig, ax = _single(max(1.6, 0.3 * len(labels) + 0.9))
+    y = np.arange(len(labels))[::-1]
+    for backend, (color, _, name) in BACKENDS.items():
+        for ok in (True, False):
+            sel = [i for i, (b, m) in enumerate(zip(backends, met)) if b == backend and bool(m) == ok]
+            if sel:
+                ax.barh(y[sel], [values[i] if values[i] is not None and math.isfinite(values[i]) else 0 for i in sel],
+                        color=color if ok else "none", edgecolor=color, hatch=None if ok else "///",
+                        label=f"{name}, {'met' if ok else 'missed'}")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.grid(False, axis="y")
+    ax.set(xlabel=xlabel)
+    _legend(fig)
     return fig
 
 
 def real_against_sim(sim: list[float], real: list[float], labels: list[str]):
     """Each verified candidate's real p99 against its simulated one; the diagonal is agreement."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.0))
-    ax.scatter(sim, real, color="tab:purple")
+    fig, ax = plt.subplots(figsize=(4.5, 4.0), layout="constrained")
+    ax.scatter(sim, real, color=BACKENDS["real"][0], marker=BACKENDS["real"][1])
     for s, r, lab in zip(sim, real, labels):
         ax.annotate(lab, (s, r), fontsize=7, xytext=(3, 3), textcoords="offset points")
     hi = max([*sim, *real, 1.0]) * 1.1
