@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PYTEST=(.venv/bin/pytest -q -p no:cacheprovider)
+# The report tests' browser screenshots (every page kind at two widths) are kept here for CI.
+export TUNER_TEST_ARTEFACTS="${TUNER_TEST_ARTEFACTS:-$PWD/runs/test-artefacts}"
+mkdir -p "$TUNER_TEST_ARTEFACTS"
 if [ "$#" -gt 0 ]; then
   exec "${PYTEST[@]}" "$@"
 fi
