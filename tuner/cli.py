@@ -27,6 +27,8 @@ app.add_typer(stack_app, name="stack")
 # Tables are wide; a pipe or CI log gets a width that fits them rather than the 80 columns default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
+# Commands that drive a scenario hand the options they do not know to it (`--rate 4`, ...).
+TO_SCENARIO = {"allow_extra_args": True, "ignore_unknown_options": True}
 CONFIG_HELP = "Serve config (default: the shipped target_app/serve_config.yaml)"
 STATE_DIR = typer.Option(Path(".tuner/stack"), "--state-dir", help="folder for the stack's PIDs, logs and data")
 # Options several commands share, defined once so each means the same everywhere.
@@ -142,7 +144,7 @@ def _running_stack(state_dir: Path, needed_by: str, start: bool = False, config:
     return running_stack(state_dir, needed_by, start=start, serve_config=config, can_start=can_start, log=console.print)
 
 
-@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("run", context_settings=TO_SCENARIO)
 def run(
     ctx: typer.Context,
     config: Path = CONFIG,
@@ -193,7 +195,7 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-@app.command("sim", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("sim", context_settings=TO_SCENARIO)
 def sim(
     ctx: typer.Context,
     config: Path = CONFIG,
@@ -237,7 +239,7 @@ def sim(
     raise typer.Exit(result.exit_code)
 
 
-@app.command("validate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("validate", context_settings=TO_SCENARIO)
 def validate(
     ctx: typer.Context,
     config: Path = CONFIG,
@@ -365,7 +367,7 @@ def optimize(
     raise typer.Exit(0 if summary["best"] else 1)
 
 
-@app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("sweep", context_settings=TO_SCENARIO)
 def sweep(
     ctx: typer.Context,
     target: str = typer.Option(..., "--target", help=TARGET_HELP + " (latency and error-rate clauses)"),
