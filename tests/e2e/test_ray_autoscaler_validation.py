@@ -30,11 +30,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import beyond_loopback, listening
 from tuner import processes
 from tuner.processes import ProcessRecord
 
@@ -67,14 +69,26 @@ def validation(tmp_path_factory):
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     leaked: list[str] = []
+    sockets: set = set()
+    done = threading.Event()
+
+    def watch_sockets():  # while the cluster runs: what its head, nodes and agents listen on
+        while not done.wait(2.0):
+            sockets.update(listening([r.process() for r in _cluster_processes(temp_dir) if r.process()]))
+
+    watcher = threading.Thread(target=watch_sockets, daemon=True)
+    watcher.start()
     try:
         output, _ = proc.communicate(timeout=360)
+        done.set()
+        watcher.join(10)
         elapsed = time.monotonic() - started
         assert proc.returncode == 0, output[-6000:]
         res = json.loads(out.read_text())
-        res["_output"], res["_elapsed_s"] = output, elapsed
+        res["_output"], res["_elapsed_s"], res["_sockets"] = output, elapsed, sorted(sockets)
         yield res
     finally:
+        done.set()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -94,6 +108,15 @@ def test_runs_in_budget_and_leaves_nothing(validation):
     assert validation["real"]["leftover_processes"] == []
     assert validation["_elapsed_s"] < 180, validation["_output"][-3000:]
     assert validation["plot"] is None or Path(validation["plot"]).exists()
+
+
+def test_every_node_of_the_fake_cluster_listens_on_loopback(validation):
+    """The head, the raylets the autoscaler starts as nodes, and their agents keep to loopback
+    (Ray's core gRPC servers aside, as for the stack: they listen on every interface and take
+    only callers with the cluster's token)."""
+    sockets = validation["_sockets"]
+    assert len({name for name, _, _ in sockets}) >= 3, sockets  # the head's and the nodes' processes were seen
+    assert not beyond_loopback(sockets), sockets
 
 
 def test_peak_node_counts_equal(validation):

@@ -35,6 +35,7 @@ FAKE_HEAD_NODE_ID = "fffffffffffffffffffffffffffffffffffffffffffffffffff00000"
 NODE_TYPE = "cpu_node"
 FAKE_PROVIDER = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
 OBJECT_STORE_BYTES = 100 * 1024**2  # per node; Ray's minimum is 75 MiB
+LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -85,13 +86,14 @@ class FakeAutoscalingCluster:
         }
 
     def start(self, timeout_s: float = 90.0) -> None:
-        import ray
-
         if self.temp_dir is None:
             self.temp_dir = tempfile.mkdtemp(prefix="rvas-", dir="/tmp")  # short: unix socket paths
         else:
             os.makedirs(self.temp_dir, exist_ok=True)
-        ip = ray._private.services.get_node_ip_address()
+        # Every "node" is a raylet on this machine, started by the head's autoscaler in its own
+        # process (not `ray start --address`, which the variable below would refuse): all of them,
+        # and their agents, stay on loopback as the stack does.
+        ip = LOOPBACK
         port = free_port()
         self.gcs_address = f"{ip}:{port}"
         cfg_path = Path(self.temp_dir) / "autoscaling.json"
@@ -105,6 +107,7 @@ class FakeAutoscalingCluster:
             "AUTOSCALER_UPDATE_INTERVAL_S": str(int(self.loop_s)),
             "AUTOSCALER_METRIC_PORT": str(free_port()),
             "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # the node address Ray picks: loopback, not the outward one
             **self.auth_env(),
         })
         ray_cli = str(Path(sys.executable).with_name("ray"))
@@ -152,9 +155,12 @@ class FakeAutoscalingCluster:
         os.environ.pop("RAY_ADDRESS", None)
         os.environ.update(self.auth_env())
         ray._raylet.Config.initialize("")  # as ray's own _enable_token_auth does after setting the env
+        # The driver's node on loopback too (the variable the head got is read when Ray is
+        # imported, which may have happened already in this process).
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         ray.init(address=self.gcs_address, logging_level="WARNING", log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, _node_ip_address=LOOPBACK)
         # The core worker installs its own failure handler for SIGTERM (it prints a stack and
         # aborts, skipping our `finally`): put Python's handlers back.
         for sig, handler in handlers.items():
