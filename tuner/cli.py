@@ -347,6 +347,8 @@ def optimize(
     plan = dataclasses.replace(plan, config_path=None)
     extra = {path.name: deploy.load_serve_config(path) for path in baseline}
     space = load_space(space_file, plan.serve_config)
+    # The shipped config carries the seed article's settings (target_app was built from it): a
+    # baseline of its own, the same trial as the starting config when that is the shipped one.
     named = named_baselines(plan.serve_config, deploy.load_serve_config(SERVE_CONFIG), extra, space, static_sweep)
     setup = simulate.sim_setup(calibration, cluster)
     space = space.model_copy(update={"cluster": {k: v for k, v in space.cluster.items() if k == cluster}})
