@@ -4,6 +4,8 @@ written under the literal keys reads right; the hybrid summary built from it."""
 
 from __future__ import annotations
 
+import os
+
 import optuna
 import pydantic
 import pytest
@@ -18,7 +20,7 @@ FULL = TrialAttrs(values={"serve.M.num_replicas": 2, "serve.M.target_ongoing_req
                   clause_values=[{"p99<500ms": 0.41, "errors<1%": None}], noise=0.04, baselines=["starting config"],
                   copied_from="sim-0:3", label="real-001", round=1, sim_trial="sim-1:7", sim_cost=0.42,
                   sim_p99_ms=640.0, sim_clause_values=[{"p99<500ms": 0.33}], margin=-0.1, noise_used=0.15,
-                  passed=False)
+                  passed=False, runs={"burst": "/runs/opt/real/real-001/burst"})
 
 
 def one_trial(storage, attrs: TrialAttrs) -> optuna.trial.FrozenTrial:
@@ -52,7 +54,7 @@ def test_missing_keys_read_as_before():
               "round": t.user_attrs.get("round"), "sim_trial": t.user_attrs.get("sim_trial"),
               "sim_cost": t.user_attrs.get("sim_cost"), "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
               "sim_clause_values": t.user_attrs.get("sim_clause_values", []), "margin": t.user_attrs.get("margin"),
-              "noise_used": t.user_attrs.get("noise_used"), "passed": t.user_attrs.get("passed")}
+              "noise_used": t.user_attrs.get("noise_used"), "passed": t.user_attrs.get("passed"), "runs": t.user_attrs.get("runs", {})}
     assert a.model_dump() == before
     assert a.as_user_attrs() == {}
 
@@ -94,13 +96,15 @@ def test_unknown_field_is_refused_on_write():
         TrialAttrs(p99=1.0)
 
 
-def test_hybrid_summary_as_built_before():
-    """The hybrid summary is the dict the CLI built by hand from the attributes."""
+def test_hybrid_summary_as_built_before(tmp_path):
+    """The hybrid summary is the dict the CLI built by hand from the attributes, with each
+    candidate's trial folders now recorded relative to the search's folder."""
     real = optuna.create_study(study_name="real")
     for attrs in (TrialAttrs(baselines=["starting config"], feasible=True, passed=True, p99_ms=300.0),
                   FULL.model_copy(update={"baselines": []}),
                   TrialAttrs(label="real-002", round=1, feasible=True, passed=True, p99_ms=450.0, sim_cost=0.2,
-                             margin=0.1, noise_used=0.05, baselines=[])):
+                             margin=0.1, noise_used=0.05, baselines=[],
+                             runs={"burst": str(tmp_path / "real" / "real-002" / "burst")})):
         real.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs.as_user_attrs()))
     real.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     outcome = HybridOutcome(rounds=[optuna.create_study()] * 2, real=real, best=real.trials[2],
@@ -118,6 +122,9 @@ def test_hybrid_summary_as_built_before():
                             "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
                             "met": t.user_attrs.get("feasible"), "margin": t.user_attrs.get("margin"),
                             "noise": t.user_attrs.get("noise_used"),
-                            "passed": t.user_attrs.get("passed")} for t in candidates]}
-    summary = hybrid_summary(outcome, noise_floor=0.15, real_repeat=2)
+                            "passed": t.user_attrs.get("passed"),
+                            "runs": {k: os.path.relpath(v, tmp_path) for k, v in t.user_attrs.get("runs", {}).items()}}
+                           for t in candidates]}
+    summary = hybrid_summary(outcome, noise_floor=0.15, real_repeat=2, folder=tmp_path)
+    assert summary["verified"][1]["runs"] == {"burst": "real/real-002/burst"}
     assert summary == before and summary["real_candidates"] == 2 and summary["sim_winners_failed"] == 1

@@ -173,13 +173,16 @@ def hybrid_study(sim_study, sim_trial, tmp_path_factory):
     trials.to_csv(folder / "trials.csv", index=False)
     summary["backend"], summary["trials"] = "hybrid", {"sim": 8, "real": 3}
     summary["baselines"]["Ray defaults"] = {"backend": "real", "trial": 0, "cost_per_hour": 6.1, "feasible": False,
-                                            "p99_ms": 3400.0, "label": "baseline-Ray-defaults"}
-    summary["best"] |= {"backend": "real", "trial": 2, "label": "real-002", "cost_per_hour": 4.9, "p99_ms": 2100.0}
+                                            "p99_ms": 3400.0, "label": "baseline-Ray-defaults",
+                                            "runs": {"steady": "real/baseline-Ray-defaults/steady"}}
+    summary["best"] |= {"backend": "real", "trial": 2, "label": "real-002", "cost_per_hour": 4.9, "p99_ms": 2100.0,
+                        "runs": {"steady": "real/real-002/steady"}}
     summary["hybrid"] = {"reason": "a candidate passed on the real stack", "rounds": 1, "real_candidates": 2,
                          "sim_winners_failed": 1, "correction": {"p99<3s": 1.31}, "noise_floor": 0.05, "real_repeat": 1,
                          "verified": [{"trial": n, "label": label, "round": 0, "cost_per_hour": c, "sim_cost_per_hour": c,
                                        "p99_ms": p, "sim_p99_ms": p / 1.4, "met": ok, "margin": 1 - p / 3000, "noise": 0.05,
-                                       "passed": ok} for label, n, c, p, ok in real[1:]]}
+                                       "passed": ok, "runs": {"steady": f"real/{label}/steady"}}
+                                      for label, n, c, p, ok in real[1:]]}
     (folder / "summary.json").write_text(json.dumps(summary))
     for label, *_ in real:
         shutil.copytree(sim_trial, folder / "real" / label / "steady", ignore=shutil.ignore_patterns("*.html"))

@@ -9,6 +9,8 @@ the others as they were.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -33,6 +35,7 @@ class TrialAttrs(BaseModel):
     statuses: list[str] = Field(default_factory=list)  # each scenario's trial status
     clause_values: list[dict[str, float | None]] = Field(default_factory=list)  # per scenario, by clause text
     noise: float | None = None  # largest CV of a clause's value over repeats
+    runs: dict[str, str] = Field(default_factory=dict)  # a real evaluation's trial folder per scenario stem
     # The baselines this trial is (labels sharing one configuration); empty for a sampled trial
     baselines: list[str] = Field(default_factory=list)
     # A hybrid round's copy of an earlier round's trial: "sim-k:number" of the original
@@ -52,6 +55,11 @@ class TrialAttrs(BaseModel):
     def of(cls, trial: optuna.trial.FrozenTrial) -> TrialAttrs:
         """The view of a trial's stored attributes."""
         return cls.model_validate({k: v for k, v in trial.user_attrs.items() if k in cls.model_fields})
+
+    def runs_under(self, folder: Path) -> dict[str, str]:
+        """The trial folders relative to `folder` (the search's), as summary.json records them so
+        the folder can be moved whole."""
+        return {stem: Path(os.path.relpath(run, folder.resolve())).as_posix() for stem, run in self.runs.items()}
 
     def as_user_attrs(self) -> dict[str, Any]:
         """The fields given (or read), under their storage keys: for `enqueue_trial` and `create_trial`."""

@@ -50,6 +50,7 @@ class Evaluation:
     serve_config: dict
     results: list[TrialResult]
     factors: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # a real evaluation's trial folder per scenario
     cost: float = field(init=False)
     violations: list[float] = field(init=False)
     clauses: list[str] = field(init=False)
@@ -79,7 +80,7 @@ class Evaluation:
         """What a study keeps of the evaluation (JSON-able user attributes)."""
         return {"violations": self.violations, "feasible": self.feasible, "p99_ms": self.p99_ms(),
                 "statuses": [r.status for r in self.results], "clause_values": clause_values(self.results),
-                "noise": self.noise()}
+                "noise": self.noise()} | ({"runs": self.runs} if self.runs else {})
 
 
 class SimBackend:
@@ -123,9 +124,10 @@ class RealBackend:
         from tuner.trial import run_repeated
 
         folder = self.out / (label or "evaluation")
-        results = []
+        results, runs = [], {}
         for path, args, info in self.scenarios:
             plan = replace(self.base, serve_config=serve_config, config_path=None, scenario=path,
                            scenario_args=tuple(args), scenario_info=info, out=folder / path.stem)
+            runs[path.stem] = str(plan.out.resolve())
             results.append(run_repeated(self.system, plan, repeat or self.repeat, self.report))
-        return Evaluation(serve_config, results)
+        return Evaluation(serve_config, results, runs=runs)

@@ -24,6 +24,7 @@ import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import optuna
@@ -248,14 +249,16 @@ def candidates(real: optuna.Study) -> list[StudyTrial]:
     return [t for t in completed(real) if not TrialAttrs.of(t).baselines]
 
 
-def hybrid_summary(outcome: HybridOutcome, noise_floor: float, real_repeat: int) -> dict:
+def hybrid_summary(outcome: HybridOutcome, noise_floor: float, real_repeat: int, folder: Path) -> dict:
     """What summary.json says of a hybrid search (its "hybrid" entry): why it ended, the rounds,
-    the correction, and each verified candidate's real verdict beside the simulator's."""
+    the correction, and each verified candidate's real verdict beside the simulator's, with its
+    trial folders relative to the search's `folder`."""
     verified = [(t, TrialAttrs.of(t)) for t in candidates(outcome.real)]
     return {"reason": outcome.reason, "rounds": len(outcome.rounds), "real_candidates": len(verified),
             "sim_winners_failed": sum(not a.passed for _, a in verified),
             "correction": outcome.factors, "noise_floor": noise_floor, "real_repeat": real_repeat,
             "verified": [{"trial": t.number, "label": a.label, "round": a.round, "cost_per_hour": t.values[0],
                           "sim_cost_per_hour": a.sim_cost, "p99_ms": a.p99_ms, "sim_p99_ms": a.sim_p99_ms,
-                          "met": a.feasible, "margin": a.margin, "noise": a.noise_used, "passed": a.passed}
+                          "met": a.feasible, "margin": a.margin, "noise": a.noise_used, "passed": a.passed,
+                          "runs": a.runs_under(folder)}
                          for t, a in verified]}

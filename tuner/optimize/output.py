@@ -42,12 +42,14 @@ def trials_frame(studies: list[tuple[str, optuna.Study]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _brief(backend: str, t: StudyTrial) -> dict:
+def _brief(backend: str, t: StudyTrial, folder: Path) -> dict:
+    """A trial as summary.json lists it; a real one's trial folders relative to the search's
+    `folder`, so the folder can be moved whole."""
     a = TrialAttrs.of(t)
     out = {"backend": backend, "trial": t.number, "cost_per_hour": cost_of(t), "feasible": a.feasible, "p99_ms": a.p99_ms}
     if backend == "real":
         out |= {"label": a.label, "margin": a.margin, "noise_used": a.noise_used, "sim_cost": a.sim_cost,
-                "sim_p99_ms": a.sim_p99_ms}
+                "sim_p99_ms": a.sim_p99_ms, "runs": a.runs_under(folder)}
     return out
 
 
@@ -74,7 +76,7 @@ def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple
     write_text(out / "trials.csv", trials_frame(studies).to_csv(index=False))
     base = baseline_trials(studies)
     summary = {**info, "trials": {b: sum(TrialAttrs.of(t).copied_from is None for t in completed(s)) for b, s in studies},
-               "baselines": {label: _brief(b, t) for label, (b, t) in base.items()}, "best": None, **(extra or {})}
+               "baselines": {label: _brief(b, t, out) for label, (b, t) in base.items()}, "best": None, **(extra or {})}
     if pareto is not None:
         summary["pareto"] = [{"trial": t.number, "cost_per_hour": cost_of(t), "p99_ms": a.p99_ms, "values": a.values}
                              for t, a in ((t, TrialAttrs.of(t)) for t in pareto)]
@@ -88,7 +90,7 @@ def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple
             tuned = apply_cluster(cluster, values)
             write_text(out / "best_cluster.yaml", yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json", exclude={"layer"})},
                                                              sort_keys=False))
-        summary["best"] = {**_brief(backend, t), "values": values, "serve_config": "best_serve_config.yaml",
+        summary["best"] = {**_brief(backend, t, out), "values": values, "serve_config": "best_serve_config.yaml",
                            "savings": {label: {"saving": (1 - cost_of(t) / cost_of(bt)) if cost_of(bt) else None,
                                                "basis": b} for label, (b, bt) in base.items()}}
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))

@@ -106,7 +106,7 @@ class Search:
             studies = [("sim", st) for st in outcome.rounds] + [("real", outcome.real)]
             best = ("real", outcome.best) if outcome.best else None
             front = pareto_front(outcome.rounds[-1]) if s.pareto else None
-            extra = {"hybrid": hybrid_summary(outcome, s.noise_floor, s.real_repeat)}
+            extra = {"hybrid": hybrid_summary(outcome, s.noise_floor, s.real_repeat, out)}
         else:
             evaluator = SimBackend(plan, self.setup, sim_scenarios) if s.backend == "sim" else real
             study = run_study(evaluator, self.space, plan.serve_config, trials=s.trials, storage=store, name="tuner",

@@ -260,16 +260,14 @@ def _importances(folder: Path, summary: dict) -> dict[str, dict[str, float]]:
         return {}
 
 
-def _run_links(folder: Path, base: Path, entry: dict, scenarios: list[str]) -> dict | None:
+def _run_links(folder: Path, base: Path, entry: dict) -> dict | None:
     """Links to the trials a real evaluation (`entry`, summary.json's brief of it) left, one per
-    scenario: the search writes them under `real/<label>/<scenario>/` (a hybrid's label, else
-    `trial-NNNN`), each with its result.json and, where written, its report.html. Relative to
-    `base`, the folder the page is written to, so the study folder can be moved whole."""
-    run = folder / "real" / (entry.get("label") or f"trial-{entry['trial']:04d}")
+    scenario: the trial folders it records (relative to the study `folder`), each to its
+    report.html or, where none was written, its result.json. Relative to `base`, the folder the
+    page is written to, so the study folder can be moved whole."""
     links = []
-    for scenario in scenarios:
-        stem = scenario.split()[0]
-        page = next((f for f in (run / stem / "report.html", run / stem / "result.json") if f.is_file()), None)
+    for stem, run in (entry.get("runs") or {}).items():
+        page = next((f for f in (folder / run / "report.html", folder / run / "result.json") if f.is_file()), None)
         if page is not None:
             rel = Path(os.path.relpath(page.resolve(), base.resolve())).as_posix()
             links.append({"text": stem if page.name == "report.html" else f"{stem} (result.json)", "href": quote(rel)})
@@ -309,7 +307,7 @@ def study_page(folder: Path, base: Path | None = None) -> dict:
     entries = ([("best", best)] if best else []) + list((summary.get("baselines") or {}).items())
     rows = [[label, b["backend"], b["cost_per_hour"], b["p99_ms"], b["feasible"],
              f"{best['savings'][label]['saving']:+.1%}" if best and best["savings"].get(label, {}).get("saving") is not None
-             else None, _run_links(folder, base, b, scenarios) if b["backend"] == "real" else None] for label, b in entries]
+             else None, _run_links(folder, base, b) if b["backend"] == "real" else None] for label, b in entries]
     if best:
         figs.append(_figure("against-baselines", "Best configuration against the baselines",
                             F.compared([r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows],
@@ -344,7 +342,7 @@ def study_page(folder: Path, base: Path | None = None) -> dict:
                                    "passed", "real run"],
                        "rows": [[v["trial"], v.get("label"), v["cost_per_hour"], v.get("sim_cost_per_hour"),
                                  v.get("p99_ms"), v.get("sim_p99_ms"), v.get("margin"), v.get("passed"),
-                                 _run_links(folder, base, v, scenarios)] for v in verified]})
+                                 _run_links(folder, base, v)] for v in verified]})
     return {"title": f"Study: the cheapest configuration for {summary['target']}", "subtitle": str(folder),
             "verdict": _study_verdict(summary, done), "meta": meta,
             "sections": [_section("result", "Result", tables=tables), _section("search", "The search", figures=figs)]}
