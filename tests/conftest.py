@@ -23,8 +23,10 @@ def built_models():
 
 
 def our_processes(exclude: set[int], session: str | None = None) -> list[str]:
-    """Live processes of the stack's kinds, other than those in `exclude` (pids); with
-    `session`, only those started under this test session (another run's are not ours)."""
+    """Live processes of the stack's kinds, other than those in `exclude` (pids), started under
+    `session` (default: this test session; another pytest run's, such as the fast tests that
+    `scripts/test.sh` runs beside the end-to-end ones, are not ours)."""
+    session = session or os.environ.get(SESSION_ENV)
     found = []
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
         try:

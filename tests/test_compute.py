@@ -142,29 +142,35 @@ def test_device_queues_batches_in_order_and_counts_busy_time():
 
 
 def test_two_devices_run_two_batches_at_once():
-    async def main():
-        dev = EmulatedDevice(2)
-        t0 = time.perf_counter()
-        await asyncio.gather(*(dev.run(80) for _ in range(2)))
-        return time.perf_counter() - t0
+    """A batch adds its time to `busy_s` as it takes a device: once both batches have started,
+    two devices hold both, one device only the first (the second waits for it)."""
+    async def main(count):
+        dev = EmulatedDevice(count)
+        tasks = [asyncio.create_task(dev.run(80)) for _ in range(2)]
+        await asyncio.sleep(0)  # each task runs to its first wait
+        holding = dev.busy_s
+        await asyncio.gather(*tasks)
+        return holding, dev.busy_s
 
-    assert asyncio.run(main()) < 0.15
+    assert asyncio.run(main(2)) == pytest.approx((0.16, 0.16))
+    assert asyncio.run(main(1)) == pytest.approx((0.08, 0.16))
 
 
 def test_decode_engine_batches_concurrent_sequences():
+    """Device time, not wall time (which a busy host stretches): eight sequences share each
+    decode step, so they hold the device far less than eight times one sequence does."""
     prefill, decode = ServiceTimeTable([(1, 5.0)]), ServiceTimeTable([(1, 10.0), (8, 12.0)])
 
     async def run(n):
         engine = DecodeEngine(EmulatedDevice(1), prefill, decode)
         t0 = time.perf_counter()
         await asyncio.gather(*(engine.generate(10, 11) for _ in range(n)))
-        return time.perf_counter() - t0, engine.num_running
+        return time.perf_counter() - t0, engine.device.busy_s, engine.num_running
 
-    one, left = asyncio.run(run(1))
-    eight, _ = asyncio.run(run(8))
+    one_s, one, left = asyncio.run(run(1))
+    _, eight, _ = asyncio.run(run(8))
     assert left == 0
-    assert one >= 0.005 + 10 * 0.010
-    # Eight sequences share each decode step: far less than eight times one sequence's time.
+    assert one == pytest.approx(0.005 + 10 * 0.010) and one_s >= one  # a prefill, then ten steps
     assert eight < 3 * one
 
 
