@@ -16,15 +16,14 @@ fi
 .venv/bin/python -m target_app.models.build >/dev/null
 # The end-to-end tests time real servers but mostly wait on them (deploys, warm-ups, the
 # Prometheus flush), so the fast tests (independent, CPU-bound, two processes) run beside them
-# at a low priority (nice 10: a tenth of a core when both are busy), so they take mostly the CPU
-# the end-to-end tests leave idle. Their output
-# follows the end-to-end tests' own.
+# at the lowest priority (nice 19): they take only the CPU the end-to-end tests leave idle.
+# Their output follows the end-to-end tests' own.
 rc=0
 fast_log="$(mktemp)"
 fast=""
 # Stopped with the script (by the PID started here) if the end-to-end run is interrupted.
 trap '[ -n "$fast" ] && kill "$fast" 2>/dev/null; rm -f "$fast_log"' EXIT
-nice -n 10 "${PYTEST[@]}" -m "not e2e" -n 2 --durations=10 >"$fast_log" 2>&1 &
+nice -n 19 "${PYTEST[@]}" -m "not e2e" -n 2 --durations=10 >"$fast_log" 2>&1 &
 fast=$!
 "${PYTEST[@]}" -m e2e --durations=25 || rc=$?
 wait "$fast" || rc=$?
