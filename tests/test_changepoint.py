@@ -4,7 +4,6 @@ NaNs and short histories; the pieces against brute force, scipy and ruptures."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy import stats

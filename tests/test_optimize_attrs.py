@@ -54,7 +54,8 @@ def test_missing_keys_read_as_before():
               "round": t.user_attrs.get("round"), "sim_trial": t.user_attrs.get("sim_trial"),
               "sim_cost": t.user_attrs.get("sim_cost"), "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
               "sim_clause_values": t.user_attrs.get("sim_clause_values", []), "margin": t.user_attrs.get("margin"),
-              "noise_used": t.user_attrs.get("noise_used"), "passed": t.user_attrs.get("passed"), "runs": t.user_attrs.get("runs", {})}
+              "noise_used": t.user_attrs.get("noise_used"), "passed": t.user_attrs.get("passed"),
+              "runs": t.user_attrs.get("runs", {})}
     assert a.model_dump() == before
     assert a.as_user_attrs() == {}
 

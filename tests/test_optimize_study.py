@@ -62,6 +62,10 @@ def test_the_study_finds_the_cheapest_configuration_that_meets_the_target(grid, 
     assert best.value == pytest.approx(cost[expected])
     # an autoscaled deployment has no num_replicas: the starting config gets Ray's default too
     assert study.trials[0].user_attrs.get("baselines") == ["starting config", "Ray defaults"]
+    # Savings only against baselines that met the target: one that missed is no alternative.
+    summary = write_outputs(tmp_path / "out", CONFIG, {"target": f"p99<{bound:.0f}ms"}, [("sim", study)], ("sim", best))
+    assert not summary["baselines"]["Ray defaults"]["feasible"]  # the fewest replicas, over the bound
+    assert set(summary["best"]["savings"]) == {k for k, b in summary["baselines"].items() if b["feasible"]}
 
 
 def test_baselines_are_the_starting_config_and_rays_defaults_clipped_into_the_ranges():

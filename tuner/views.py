@@ -81,8 +81,7 @@ def print_optimize(summary: dict, console: Console) -> None:
     best = summary["best"]
     met: dict[str, float] = {}
     for name, b in summary["baselines"].items():
-        # A baseline that missed the target is no alternative to the best: no saving against it.
-        saving = (best["savings"].get(name) or {}).get("saving") if best and b["feasible"] else None
+        saving = (best["savings"].get(name) or {}).get("saving") if best else None  # only those that met
         if saving is not None:
             met[name] = saving
         table.add_row(name, b["backend"], str(b["trial"]), f"{b['cost_per_hour']:.4f}", f"{b['p99_ms'] or 0:.0f}",

@@ -90,8 +90,10 @@ def write_outputs(out: Path, serve_config: dict, info: dict, studies: list[tuple
             tuned = apply_cluster(cluster, values)
             write_text(out / "best_cluster.yaml", yaml.safe_dump({tuned.layer: tuned.model_dump(mode="json", exclude={"layer"})},
                                                              sort_keys=False))
+        # A baseline that missed the target is no alternative to the best: no saving against it.
         summary["best"] = {**_brief(backend, t, out), "values": values, "serve_config": "best_serve_config.yaml",
                            "savings": {label: {"saving": (1 - cost_of(t) / cost_of(bt)) if cost_of(bt) else None,
-                                               "basis": b} for label, (b, bt) in base.items()}}
+                                               "basis": b} for label, (b, bt) in base.items()
+                                       if TrialAttrs.of(bt).feasible}}
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary

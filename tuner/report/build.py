@@ -326,7 +326,7 @@ def study_page(folder: Path, base: Path | None = None) -> dict:
         meta += [("stopped", hybrid.get("reason")),
                  ("correction of the simulator's p99", ", ".join(f"{k}: x{v:.2f}" for k, v in (hybrid.get("correction") or {}).items())
                   or "none")]
-    headers = ["", "backend", "cost per hour", "p99 ms", "met", "best saves", "real run"]
+    headers = ["", "backend", "cost per hour", "p99 ms", "met", "best saves (against those that met)", "real run"]
     if not any(r[-1] for r in rows):  # nothing ran on the real stack: no column of dashes
         headers, rows = headers[:-1], [r[:-1] for r in rows]
     tables = [{"caption": "Best and baselines", "headers": headers, "rows": rows}]
