@@ -24,6 +24,13 @@ from tuner.prometheus_config import render as render_prometheus_config
 from tuner.stack_config import StackConfig
 from tuner.system import MetricsPipeline
 
+# glibc settings for Milvus Lite's server: keep freed memory in the process. Its brute-force
+# search allocates and frees about 15 MB of temporaries a query (the norms of all 10,000
+# vectors); glibc hands blocks that large straight back to the kernel, and on a virtual
+# machine that returns freed pages to its host (this one does) the next query faults them back
+# in from the host: 1 search in 40 took 100-490 ms instead of 30 (BENCHMARKS.md, "Outcome").
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
+
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 STATE_FILE = "state.json"
 RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
@@ -189,7 +196,7 @@ class Stack:
         self._add(state, spawn("milvus", [
             py, "-m", "milvus_lite", "server", "--data-dir", str(self.state_dir / "milvus"),
             "--host", "127.0.0.1", "--port", str(p.milvus),
-        ], self.logs / "milvus.log", env={"OMP_NUM_THREADS": "1"}))
+        ], self.logs / "milvus.log", env={"OMP_NUM_THREADS": "1", **KEEP_FREED_MEMORY}))
         self._add(state, spawn("llm", [
             py, "-m", "target_app.llm_server.server", "--host", "127.0.0.1", "--port", str(p.llm),
             "--profile", self.cfg.llm_profile,
