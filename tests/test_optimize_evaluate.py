@@ -42,3 +42,21 @@ def test_more_replicas_cost_more_and_an_impossible_target_is_a_positive_violatio
     ev = strict.evaluate(CONFIG)
     assert not ev.feasible and ev.violations[0] > 0
     assert strict.evaluate(CONFIG).violations == ev.violations  # the same plan and seed: the same trial
+
+
+def test_a_repeated_trial_reports_the_median_p99_it_was_judged_on():
+    """Two repeats at 533 and 417 ms: the verdict and the tables both use their median (475),
+    not the p99 of the repeat whose tables the result shows (the lower median, 417)."""
+    from tests.test_result import trial
+    from tuner.cost import Resources, trial_cost
+    from tuner.optimize.evaluate import Evaluation
+    from tuner.prices_file import load_prices
+    from tuner.result import combine_repeats
+
+    cost = trial_cost({"a/d": [(0.0, 1.0)]}, {"a/d": Resources(cpus=1)}, load_prices(None), 0.0, 60.0)
+    runs = [trial(p99, p99, 0.0).model_copy(update={"cost": cost}) for p99 in (533.0, 417.0)]
+    combined = combine_repeats(runs, ["repeat-1", "repeat-2"])
+    assert combined.overall.latency_ms.p99 == 417.0  # the tables' run
+    ev = Evaluation(serve_config={}, results=[combined])
+    assert ev.p99_ms() == pytest.approx(475.0) == ev.attrs()["p99_ms"]
+    assert Evaluation(serve_config={}, results=[runs[0]]).p99_ms() == 533.0  # one run: its own
