@@ -50,12 +50,13 @@ def p99():
     return {n: b.evaluate(apply(CONFIG, repair({KEY: n}, SPACE, CONFIG))).p99_ms() for n in range(1, 5)}
 
 
-def hybrid(target: str, tmp_path: Path, **settings) -> tuple[Hybrid, Slower]:
+def hybrid(target: str, tmp_path: Path, clock=None, time_budget_s=None, **settings) -> tuple[Hybrid, Slower]:
     sim = backend(target)
     real = Slower(backend(target), SLOWER)
     opts = dict(sim_trials=8, max_real=3, repeat=2, noise_floor=0.01, real_baselines=False) | settings
     return Hybrid(sim, real, SPACE, CONFIG, parse_target(target), storage=f"sqlite:///{tmp_path}/s.db", seed=3,
-                  settings=HybridSettings(**opts)), real
+                  settings=HybridSettings(**opts), time_budget_s=time_budget_s,
+                  **({"clock": clock} if clock else {})), real
 
 
 def test_a_simulator_winner_that_fails_for_real_corrects_the_simulator_and_the_next_candidate_passes(p99, tmp_path):
@@ -84,6 +85,24 @@ def test_a_margin_below_the_noise_is_not_a_pass(p99, tmp_path):
     outcome = h.run()
     assert outcome.best is None and [v for _, v, _ in real.calls][-1] == 4
     assert "no cheaper simulated configuration" in outcome.reason
+
+
+def test_no_verification_starts_that_would_end_after_the_time_budget(p99, tmp_path):
+    """Each real run takes 100 s of a 250 s budget: the first candidate (2 runs) fails at 200 s,
+    and the next, which would end at 400 s, is not started."""
+    bound = SLOWER * (p99[2] + p99[3]) / 2  # 2 replicas fail for real, 3 would pass
+    now = [0.0]
+    h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path, clock=lambda: now[0], time_budget_s=250)
+    evaluate = real.evaluate
+
+    def slow_evaluate(serve_config, values=None, label="", repeat=None):
+        now[0] += 100.0 * repeat
+        return evaluate(serve_config, values, label, repeat)
+
+    real.evaluate = slow_evaluate
+    outcome = h.run()
+    assert [v for _, v, _ in real.calls] == [2] and outcome.best is None
+    assert outcome.reason == "the time budget left (50 s) is shorter than a verification (2 x 100 s)"
 
 
 def test_a_baseline_that_passes_for_real_is_the_answer_when_nothing_cheaper_is_left(tmp_path):

@@ -30,6 +30,15 @@ from tuner.system import MetricsPipeline
 # machine that returns freed pages to its host (this one does) the next query faults them back
 # in from the host: 1 search in 40 took 100-490 ms instead of 30 (BENCHMARKS.md, "Outcome").
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
+# One search thread: Milvus Lite's parallel brute-force search spent three times the CPU of a
+# single thread per search on this 2-core host (BENCHMARKS.md, "Ceiling").
+MILVUS_ENV = {"OMP_NUM_THREADS": "1", **KEEP_FREED_MEMORY}
+
+
+def milvus_argv(data_dir: Path, port: int) -> list[str]:
+    """The command of the stack's Milvus Lite server (run it with MILVUS_ENV)."""
+    return [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
+            "--host", "127.0.0.1", "--port", str(port)]
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 STATE_FILE = "state.json"
@@ -191,12 +200,8 @@ class Stack:
         prom_dir.mkdir(exist_ok=True)
         (prom_dir / "prometheus.yml").write_text(render_prometheus_config(self.cfg))
         self._add(state, spawn("prometheus", self._prometheus_argv(), self.logs / "prometheus.log"))
-        # One search thread: Milvus Lite's parallel brute-force search spent three times the CPU
-        # of a single thread per search on this 2-core host (BENCHMARKS.md, "Ceiling").
-        self._add(state, spawn("milvus", [
-            py, "-m", "milvus_lite", "server", "--data-dir", str(self.state_dir / "milvus"),
-            "--host", "127.0.0.1", "--port", str(p.milvus),
-        ], self.logs / "milvus.log", env={"OMP_NUM_THREADS": "1", **KEEP_FREED_MEMORY}))
+        self._add(state, spawn("milvus", milvus_argv(self.state_dir / "milvus", p.milvus), self.logs / "milvus.log",
+                               env=MILVUS_ENV))
         self._add(state, spawn("llm", [
             py, "-m", "target_app.llm_server.server", "--host", "127.0.0.1", "--port", str(p.llm),
             "--profile", self.cfg.llm_profile,

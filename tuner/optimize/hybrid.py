@@ -105,12 +105,15 @@ class Hybrid:
                  sampler: str = "tpe", pareto: bool = False, named_baselines: dict[str, dict] | None = None,
                  settings: HybridSettings = HybridSettings(), time_budget_s: float | None = None,
                  on_trial: Callable[[StudyTrial, StudyTrial | None], None] = lambda t, b: None,
-                 on_real: Callable[[str, StudyTrial], None] = lambda label, t: None):
+                 on_real: Callable[[str, StudyTrial], None] = lambda label, t: None,
+                 clock: Callable[[], float] = time.monotonic):
         self.sim, self.real, self.space, self.serve_config = sim, real, space, serve_config
         self.clauses = {c.text: c for c in target.clauses}
         self.seed, self.sampler, self.pareto = seed, sampler, pareto
         self.named, self.settings, self.on_trial, self.on_real = named_baselines, settings, on_trial, on_real
-        self.deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+        self.clock = clock
+        self.deadline = None if time_budget_s is None else clock() + time_budget_s
+        self.run_s: list[float] = []  # seconds per real run so far: what the next one will take
         self.store = open_storage(storage) if isinstance(storage, str) else storage
         self.real_study = open_study(self.store, "real", seed=seed, sampler="random", pareto=pareto)
         for t in self.real_study.trials:  # left running by a killed search: run again, not counted
@@ -129,6 +132,10 @@ class Hybrid:
             for _ in range(self.settings.candidates - self._verified_in(k)):
                 if self._over_time():
                     return self._end(rounds, "the time budget ran out")
+                if not self._time_for(self.settings.repeat):
+                    return self._end(rounds, f"the time budget left ({self.deadline - self.clock():.0f} s) is shorter "
+                                             f"than a verification ({self.settings.repeat} x "
+                                             f"{statistics.median(self.run_s):.0f} s)")
                 if len(candidates(self.real_study)) >= self.settings.max_real:
                     return self._end(rounds, f"all {self.settings.max_real} real verifications of candidates used")
                 cand = self._pick(rounds)
@@ -199,7 +206,7 @@ class Hybrid:
             if static and any(p.passed and all(label.startswith(STATIC) for label in p.baselines)
                               for p in map(TrialAttrs.of, completed(self.real_study)) if p.baselines):
                 continue
-            if labels and labels not in done and not self._over_time():
+            if labels and labels not in done and self._time_for(1):
                 self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
 
     def _verify(self, sim_trial: StudyTrial, k: int, label: str, repeat: int | None = None,
@@ -210,11 +217,13 @@ class Hybrid:
         with warnings.catch_warnings():  # real runs are asked for one by one; a killed one is failed at start
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = self.real_study.ask(sim_trial.distributions)
+        runs, t0 = repeat or self.settings.repeat, self.clock()
         try:
-            ev = self.real.evaluate(apply(self.serve_config, values), values, label, repeat or self.settings.repeat)
+            ev = self.real.evaluate(apply(self.serve_config, values), values, label, runs)
         except BaseException:
             self.real_study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
+        self.run_s.append((self.clock() - t0) / runs)
         objective = record(trial, values, ev)
         margin, noise = margin_and_noise(ev, self.settings.noise_floor)
         TrialAttrs(label=label, round=k, sim_trial=f"sim-{k}:{sim_trial.number}", sim_cost=cost_of(sim_trial),
@@ -230,10 +239,18 @@ class Hybrid:
         return sum(TrialAttrs.of(t).round == k for t in candidates(self.real_study))
 
     def _left(self) -> float | None:
-        return None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+        return None if self.deadline is None else max(1.0, self.deadline - self.clock())
 
     def _over_time(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    def _time_for(self, runs: int) -> bool:
+        """Whether `runs` real runs, each as long as the median one so far, end within the
+        budget: a verification started just before the deadline would overrun it by minutes."""
+        if self.deadline is None:
+            return True
+        need = statistics.median(self.run_s) * runs if self.run_s else 0.0
+        return self.clock() + need <= self.deadline
 
     def _best(self) -> StudyTrial | None:
         """The cheapest configuration, baselines included, that passed on the real stack."""
