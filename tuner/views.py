@@ -66,8 +66,7 @@ def real_printer(progress):
 
     def show(label, t):
         a = TrialAttrs.of(t)
-        verdict = "passed" if a.passed else ("met (baseline)" if a.feasible and a.baselines
-                                             else "met, margin below noise" if a.feasible else "missed")
+        verdict = "passed" if a.passed else "met, margin below noise" if a.feasible else "missed"
         progress.print(f"real {label}: {t.values[0]:.4f}/h (simulated {a.sim_cost or 0:.4f}/h), p99 "
                        f"{a.p99_ms or 0:.0f} ms (simulated {a.sim_p99_ms or 0:.0f}), margin "
                        f"{a.margin or 0:+.0%} against noise {a.noise_used or 0:.0%}: {verdict}")
@@ -107,7 +106,18 @@ def print_optimize(summary: dict, console: Console) -> None:
                                                   else f"{k.removeprefix('serve.')}={v}" for k, v in best["values"].items()),
                       highlight=False, soft_wrap=True)
     else:
-        console.print("no configuration met the target within the budget")
+        console.print(no_best(summary), highlight=False)
+
+
+def no_best(summary: dict) -> str:
+    """Why a search has no answer: nothing met the target, or (hybrid) what met it on the real
+    stack did so by less than the margin the noise demands, which is no pass."""
+    close = [(name, b["margin"]) for name, b in summary["baselines"].items() if b["feasible"] and b.get("margin") is not None]
+    close += [(v["label"], v["margin"]) for v in (summary.get("hybrid") or {}).get("verified", []) if v["met"]]
+    if not close:
+        return "no configuration met the target within the budget"
+    return ("no configuration passed within the budget: met on the real stack, by less than the margin the noise "
+            "demands: " + ", ".join(f"{name} by {margin:.0%}" for name, margin in dict(close).items()))
 
 
 def print_checks(problems: list[str], out: Path, round_trip: bool, console: Console) -> None:
