@@ -19,7 +19,6 @@ import argparse
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 from tuner.paths import REPO
+from tuner.ports import free_port
 
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pinned(core: int, cmd: list[str]) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -34,14 +33,8 @@ from tuner.stack import MILVUS_ENV, milvus_argv  # noqa: E402
 PLAIN_ENV = {"OMP_NUM_THREADS": MILVUS_ENV["OMP_NUM_THREADS"]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(tmp: Path, name: str, data: Path, env: dict, started: list) -> str:
-    port = free_port()
+    port = ports.free_port()
     started.append(spawn(f"milvus-{name}", milvus_argv(data, port), tmp / f"{name}.log", env=env))
     if not ports.wait_listening(port, 60):
         sys.exit(f"Milvus Lite ({name}) did not listen; see {tmp / (name + '.log')}")

@@ -214,7 +214,7 @@ def test_the_study_storage_opens_in_optuna_dashboard_as_it_is(tmp_path):
     lists the study and its completed trials from the file the search wrote."""
     import httpx
 
-    from tests.e2e.conftest import free_port
+    from tuner.ports import free_port
 
     url = f"sqlite:///{tmp_path}/study.db"
     study = run_study(backend("p99<60s"), SPACE, CONFIG, trials=3, storage=url, name="dash", seed=1)

@@ -39,13 +39,7 @@ def test_a_taken_port_is_named():
         port = s.getsockname()[1]
         assert ports.port_in_use(port)
         with pytest.raises(UsageError, match=f"port {port} \\(prometheus\\) is already in use"):
-            ports.require_free({"llm": ports_free_port(), "prometheus": port})
-
-
-def ports_free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+            ports.require_free({"llm": ports.free_port(), "prometheus": port})
 
 
 def test_stop_takes_the_process_and_its_children(tmp_path):

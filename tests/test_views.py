@@ -35,3 +35,9 @@ def test_the_table_and_the_last_line_agree():
     assert "static 3 replicas" in out and "met" in out
     assert "no configuration passed within the budget" in out and "static 3 replicas by 5%" in out
     assert "no configuration met the target" not in out
+
+
+def test_a_simulated_baseline_is_not_called_met_on_the_real_stack():
+    s = summary(True, False)
+    s["baselines"]["static 3 replicas"]["backend"] = "sim"
+    assert no_best(s) == "no configuration met the target within the budget"

@@ -8,6 +8,13 @@ import time
 from tuner.errors import UsageError
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, picked by the kernel (a later bind may still race for it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True when something already listens on host:port (or the port cannot be bound)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -28,7 +28,7 @@ from tuner.system import MetricsPipeline
 # search allocates and frees about 15 MB of temporaries a query (the norms of all 10,000
 # vectors); glibc hands blocks that large straight back to the kernel, and on a virtual
 # machine that returns freed pages to its host (this one does) the next query faults them back
-# in from the host: 1 search in 40 took 100-490 ms instead of 30 (BENCHMARKS.md, "Outcome").
+# in from the host: about 1 search in 30 took 100-490 ms instead of 30 (BENCHMARKS.md, "Outcome").
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
 # One search thread: Milvus Lite's parallel brute-force search spent three times the CPU of a
 # single thread per search on this 2-core host (BENCHMARKS.md, "Ceiling").
@@ -39,6 +39,7 @@ def milvus_argv(data_dir: Path, port: int) -> list[str]:
     """The command of the stack's Milvus Lite server (run it with MILVUS_ENV)."""
     return [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
             "--host", "127.0.0.1", "--port", str(port)]
+
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 STATE_FILE = "state.json"

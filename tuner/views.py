@@ -112,7 +112,8 @@ def print_optimize(summary: dict, console: Console) -> None:
 def no_best(summary: dict) -> str:
     """Why a search has no answer: nothing met the target, or (hybrid) what met it on the real
     stack did so by less than the margin the noise demands, which is no pass."""
-    close = [(name, b["margin"]) for name, b in summary["baselines"].items() if b["feasible"] and b.get("margin") is not None]
+    close = [(name, b["margin"]) for name, b in summary["baselines"].items()
+             if b["feasible"] and b["backend"] == "real" and b.get("margin") is not None]
     close += [(v["label"], v["margin"]) for v in (summary.get("hybrid") or {}).get("verified", []) if v["met"]]
     if not close:
         return "no configuration met the target within the budget"

@@ -127,7 +127,7 @@ def test_llm_generator_answers_and_streams(local_serve, llm_emulator):
 
 
 def test_llm_generator_degrades_quickly_on_a_dead_endpoint(local_serve):
-    from tests.e2e.conftest import free_port
+    from tuner.ports import free_port
 
     cfg = {"base_url": f"http://127.0.0.1:{free_port()}/v1", "timeout_s": 2,
            "breaker": {"failures": 2, "cool_down_s": 60}}

@@ -17,7 +17,7 @@ import pytest
 from loadgen import records
 from loadgen.shapes import Burst, Diurnal, Ramp, Spike, Step
 from tests.conftest import our_processes, pid_snapshot
-from tests.e2e.conftest import free_port
+from tuner.ports import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

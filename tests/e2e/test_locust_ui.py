@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
 from tests.e2e.test_loadgen import LOCUST, start, stop, wait_port
+from tuner.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import yaml
 from target_app import corpus
 from target_app.paths import DEFAULT_SERVE_CONFIG
 from tests.conftest import our_processes, pid_snapshot
-from tests.e2e.conftest import free_port
 from tuner import deploy
+from tuner.ports import free_port
 from tuner.prometheus import Prometheus
 
 pytestmark = pytest.mark.e2e

@@ -130,12 +130,8 @@ class Hybrid:
             if k == 0 and self.settings.real_baselines:
                 self._verify_baselines(study)
             for _ in range(self.settings.candidates - self._verified_in(k)):
-                if self._over_time():
-                    return self._end(rounds, "the time budget ran out")
-                if not self._time_for(self.settings.repeat):
-                    return self._end(rounds, f"the time budget left ({self.deadline - self.clock():.0f} s) is shorter "
-                                             f"than a verification ({self.settings.repeat} x "
-                                             f"{statistics.median(self.run_s):.0f} s)")
+                if short := self._no_time_for(self.settings.repeat):
+                    return self._end(rounds, short)
                 if len(candidates(self.real_study)) >= self.settings.max_real:
                     return self._end(rounds, f"all {self.settings.max_real} real verifications of candidates used")
                 cand = self._pick(rounds)
@@ -206,7 +202,7 @@ class Hybrid:
             if static and any(p.passed and all(label.startswith(STATIC) for label in p.baselines)
                               for p in map(TrialAttrs.of, completed(self.real_study)) if p.baselines):
                 continue
-            if labels and labels not in done and self._time_for(1):
+            if labels and labels not in done and not self._no_time_for(1):
                 self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
 
     def _verify(self, sim_trial: StudyTrial, k: int, label: str, repeat: int | None = None,
@@ -244,13 +240,19 @@ class Hybrid:
     def _over_time(self) -> bool:
         return self.deadline is not None and self.clock() >= self.deadline
 
-    def _time_for(self, runs: int) -> bool:
-        """Whether `runs` real runs, each as long as the median one so far, end within the
-        budget: a verification started just before the deadline would overrun it by minutes."""
+    def _no_time_for(self, runs: int) -> str | None:
+        """Why `runs` real runs, each as long as the median one so far, would not end within the
+        budget (None when they would): a verification started just before the deadline would
+        overrun it by minutes."""
         if self.deadline is None:
-            return True
-        need = statistics.median(self.run_s) * runs if self.run_s else 0.0
-        return self.clock() + need <= self.deadline
+            return None
+        left = self.deadline - self.clock()
+        if left <= 0:
+            return "the time budget ran out"
+        if self.run_s and statistics.median(self.run_s) * runs > left:
+            return (f"the time budget left ({left:.0f} s) is shorter than a verification "
+                    f"({runs} x {statistics.median(self.run_s):.0f} s)")
+        return None
 
     def _best(self) -> StudyTrial | None:
         """The cheapest configuration, baselines included, that passed on the real stack."""

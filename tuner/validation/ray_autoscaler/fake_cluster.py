@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from tuner import processes
+from tuner.ports import free_port
 from tuner.processes import ProcessRecord
 
 # The head node id of Ray's fake provider (FAKE_HEAD_NODE_ID in ray-project/ray@ray-2.60.0
@@ -36,12 +36,6 @@ NODE_TYPE = "cpu_node"
 FAKE_PROVIDER = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
 OBJECT_STORE_BYTES = 100 * 1024**2  # per node; Ray's minimum is 75 MiB
 LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeAutoscalingCluster:
