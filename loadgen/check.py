@@ -3,7 +3,7 @@
 Parses ARGS with Locust's own parser (so unknown options fail exactly as `locust` would) and
 builds the scenario's traffic (so bad values fail the same way). Exit 0 and print the traffic
 as JSON, or exit 2 with one line on stderr. With `--plan OUT` it also writes every arrival the
-scenario would send (due time, path, adapter, domain, tokens) to the Parquet file OUT: the
+scenario would send (due time, path, adapter, domain, tokens, JSON body) to the Parquet file OUT: the
 simulator replays exactly what Locust would send. `FILE --help` prints Locust's help with the
 scenario's options, which `locust -f FILE --help` cannot: Locust answers it before importing
 FILE. Tools that drive Locust run this in a process of its own: Locust patches the standard
@@ -78,6 +78,7 @@ def write_plan(out: str, traffic, process, mix, seed: int) -> int:
         "domain": pa.array([r.body.get("domain") for r in rows], pa.string()),
         "prompt_tokens": pa.array([r.prompt_tokens for r in rows], pa.int32()),
         "max_tokens": pa.array([r.max_tokens for r in rows], pa.int32()),
+        "body": pa.array([json.dumps(r.body) for r in rows], pa.string()),
     }), out)
     return len(rows)
 

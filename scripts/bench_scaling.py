@@ -4,8 +4,9 @@ With the stack running (`tuner stack up`), deploys the shipped config with the s
 replicas (every other deployment as shipped), then searches the highest steady open-loop rate
 of the stage's route whose p99 stays within the bound: rates rise by `--step` until one misses,
 then bisect `--bisect` times between the last pass and the first miss. Each probe is a plain
-run of the project's generator (`locust -f scenarios/steady.py`), after `--warmup` seconds of
-the same rate that fill the caches. Efficiency is throughput(k) / (k x throughput(1)).
+run of the project's generator (`locust -f scenarios/steady.py`) from the start a trial has
+(new replicas of the stage, each adapter of the run loaded once: tuner.prime), after
+`--warmup` seconds of the same rate. Efficiency is throughput(k) / (k x throughput(1)).
 
     .venv/bin/python scripts/bench_scaling.py [--stage MultiLoRAModel --mix lora=1] [--replicas 1,2,4] \
         [--set max_models_per_replica=16] [--compute accelerator=h100 --compute stage=llama-3.1-8b-lora]
@@ -27,12 +28,20 @@ from stack_runs import running_stack
 from tuner import deploy  # noqa: E402
 from tuner.optimize.space import apply  # noqa: E402
 from tuner.paths import REPO, SERVE_CONFIG  # noqa: E402
-from tuner.trial import deploy_for_trial  # noqa: E402
+from tuner.plan import make_plan  # noqa: E402
+from tuner.trial import deploy_for_trial, prime_models  # noqa: E402
 from target_app.user_config import check_deployment  # noqa: E402
 
 
-def probe(rate: float, a: argparse.Namespace, out: Path) -> dict:
-    """One steady run at `rate` (warm-up first): the exact overall p99 and throughput."""
+def probe(rate: float, a: argparse.Namespace, out: Path, stack, cfg: dict) -> dict:
+    """One steady run at `rate` from a trial's defined start (the config deployed, the stage on
+    new replicas, the run's adapters primed: tuner.trial), then a warm-up: the exact overall p99
+    and throughput."""
+    plan = make_plan(config=None, serve_config=cfg, scenario="steady", target=f"p99<{a.bound_ms:g}ms",
+                     scenario_args=("--rate", f"{rate:g}", "--mix", a.mix), duration_s=a.seconds, warmup_s=a.warmup,
+                     seed=a.seed, out=out, check=False)
+    deploy_for_trial(stack, cfg, 300)
+    prime_models(plan, stack.serve_url(cfg))
     for seconds, folder in ((a.warmup, out / "warmup"), (a.seconds, out)):
         cmd = [str(Path(sys.executable).parent / "locust"), "-f", "scenarios/steady.py", "--headless",
                "--host", "http://127.0.0.1:8000", "--rate", f"{rate:g}", "--mix", a.mix, "-t", f"{seconds:g}s",
@@ -47,10 +56,11 @@ def probe(rate: float, a: argparse.Namespace, out: Path) -> dict:
             "lag_p99_ms": max(lags, default=None)}
 
 
-def highest_rate(a: argparse.Namespace, out: Path) -> tuple[float, list[dict]]:
-    probes, good, bad, rate = [], 0.0, None, a.start
+def highest_rate(a: argparse.Namespace, k: int, out: Path, stack, cfg: dict) -> tuple[float, list[dict]]:
+    """The highest rate whose p99 meets the bound, from `--start` requests/s a replica up."""
+    probes, good, bad, rate = [], 0.0, None, a.start * k
     while bad is None and rate <= a.max_rate:
-        p = probe(rate, a, out / f"r{rate:g}")
+        p = probe(rate, a, out / f"r{rate:g}", stack, cfg)
         probes.append(p)
         if p["ok"] and p["p99_ms"] <= a.bound_ms:
             good, rate = rate, rate * a.step
@@ -58,7 +68,7 @@ def highest_rate(a: argparse.Namespace, out: Path) -> tuple[float, list[dict]]:
             bad = rate
     for _ in range(a.bisect if bad is not None else 0):
         mid = round((good + bad) / 2, 2)
-        p = probe(mid, a, out / f"r{mid:g}")
+        p = probe(mid, a, out / f"r{mid:g}", stack, cfg)
         probes.append(p)
         good, bad = (mid, bad) if p["ok"] and p["p99_ms"] <= a.bound_ms else (good, mid)
     passing = [p for p in probes if p["rate"] == good]
@@ -75,7 +85,7 @@ def main() -> None:
     ap.add_argument("--compute", action="append", default=[], metavar="FIELD=VALUE",
                     help="a field of the stage's user_config.compute instead of the shipped one, e.g. accelerator=h100")
     ap.add_argument("--bound-ms", type=float, default=500)
-    ap.add_argument("--start", type=float, default=1.0)
+    ap.add_argument("--start", type=float, default=1.0, help="the first rate tried, requests/s per replica")
     ap.add_argument("--step", type=float, default=1.5)
     ap.add_argument("--bisect", type=int, default=2)
     ap.add_argument("--max-rate", type=float, default=14.0, help="this host's ceiling (BENCHMARKS.md, Ceiling)")
@@ -94,8 +104,7 @@ def main() -> None:
         stage = next(d for app in cfg["applications"] for d in app["deployments"] if d["name"] == a.stage)
         stage["user_config"]["compute"].update({kv.split("=")[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in a.compute})
         check_deployment(a.stage, stage)
-        deploy_for_trial(stack, cfg, 300)
-        rps, probes = highest_rate(a, a.out / f"k{k}")
+        rps, probes = highest_rate(a, k, a.out / f"k{k}", stack, cfg)
         results[k] = {"throughput_rps": rps, "probes": probes}
         tried = ", ".join(f"{p['rate']:g}: {p['p99_ms']:.0f} ms" for p in probes)
         print(f"{a.stage} x{k}: {rps:.2f} req/s at p99 <= {a.bound_ms:g} ms ({tried})", flush=True)

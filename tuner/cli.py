@@ -37,6 +37,8 @@ SCENARIO = typer.Option("burst", "--scenario", help="a locustfile, or a scenario
 TARGET_HELP = "e.g. 'p99<500ms' or 'p95[/rag]<800ms,error_rate<1%'"
 DURATION = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of measured load")
 WARMUP = typer.Option(WARMUP_S, "--warmup", min=0, max=3600, help="seconds of the scenario first, not measured")
+PRIME = typer.Option(True, "--prime/--no-prime", help="start from the trial's multiplexed models loaded, as a running "
+                     "service holds them (each requested once before the warm-up), or from empty caches")
 CALIBRATION = typer.Option("local", "--calibration", help="local, gpu-h100, or a file from `tuner profile`")
 PRICES = typer.Option(None, "--prices", help="price table overriding tuner/data/prices.yaml")
 SETTLE_TIMEOUT = typer.Option(SETTLE_TIMEOUT_S, "--settle-timeout", min=10, help="seconds to wait for deploy and replicas")
@@ -153,6 +155,7 @@ def run(
     duration: float = DURATION,
     out: Path = typer.Option(..., "--out", help="folder for result.json, records and series"),
     warmup: float = WARMUP,
+    prime: bool = PRIME,
     repeat: int = typer.Option(1, "--repeat", min=1, max=50, help="run the trial N times and report the spread"),
     seed: int = typer.Option(0, "--seed", help="seed of arrivals and request mix"),
     prices: Optional[Path] = PRICES,
@@ -178,7 +181,7 @@ def run(
 
     plan = make_plan(config=config, scenario=scenario, scenario_args=ctx.args, target=target, duration_s=duration,
                      out=out, warmup_s=warmup, seed=seed, prices=prices, settle_timeout_s=settle_timeout, faults=fault,
-                     abort_on_fail=abort_on_fail, abort_grace_s=abort_grace)
+                     abort_on_fail=abort_on_fail, abort_grace_s=abort_grace, prime=prime)
     prepare_out(out, force)
     stack = _running_stack(state_dir, "tuner run", stack_up, config)
     _print_live_view(stack)
@@ -204,6 +207,7 @@ def sim(
     target: str = typer.Option("p99<500ms", "--target", help=TARGET_HELP),
     duration: float = typer.Option(120.0, "--duration", min=1, max=7 * 24 * 3600, help="seconds of measured load"),
     warmup: float = WARMUP,
+    prime: bool = PRIME,
     calibration: str = CALIBRATION,
     cluster: str = typer.Option("fixed", "--cluster", help="fixed, ray-autoscaler or hpa"),
     cluster_file: Optional[Path] = typer.Option(None, "--cluster-file", help="cluster layers overriding tuner/data/cluster.yaml"),
@@ -227,7 +231,7 @@ def sim(
 
     plan = make_plan(config=config, scenario=scenario, scenario_args=ctx.args, target=target, duration_s=duration,
                      out=out, warmup_s=warmup, seed=seed, prices=prices, check=False, abort_on_fail=abort_on_fail,
-                     abort_grace_s=abort_grace)
+                     abort_grace_s=abort_grace, prime=prime)
     setup = simulate.sim_setup(calibration, cluster, cluster_file, llm_hpa)
     info, arrivals = scenario_arrivals(plan)
     prepare_out(out, force)
@@ -248,6 +252,7 @@ def validate(
     target: str = typer.Option("p99<500ms", "--target", help="the target both trials are judged on"),
     duration: float = DURATION,
     warmup: float = WARMUP,
+    prime: bool = PRIME,
     repeat: int = typer.Option(1, "--repeat", min=1, max=50, help="real trials to take the median of"),
     calibration: str = CALIBRATION,
     seed: int = typer.Option(0, "--seed", help="seed of arrivals and request mix (both sides)"),
@@ -268,12 +273,12 @@ def validate(
 
     real = val.real_from(real_dir) if real_dir else None
     given = dict(config=config, scenario=scenario, scenario_args=ctx.args, target=target, duration_s=duration,
-                 warmup_s=warmup, seed=seed, serve_config=None)
+                 warmup_s=warmup, seed=seed, serve_config=None, prime=prime)
     if real is not None:  # the sim repeats exactly the recorded trial
         sc = real.scenario
         given = dict(config=Path(real.config.path or config), serve_config=real.config.serve_config,
                      scenario=sc.path or sc.name, scenario_args=sc.options, target=real.target.text,
-                     duration_s=sc.duration_s, warmup_s=sc.warmup_s, seed=sc.seed)
+                     duration_s=sc.duration_s, warmup_s=sc.warmup_s, seed=sc.seed, prime=sc.prime)
     plan = make_plan(out=out, prices=prices, **given)
     setup = simulate.sim_setup(calibration)
     prepare_out(out, force)
@@ -314,6 +319,7 @@ def optimize(
                                         help="hybrid: run the baselines on the real stack too"),
     duration: float = typer.Option(120.0, "--duration", min=1, max=24 * 3600, help="seconds of load per trial"),
     warmup: float = typer.Option(WARMUP_S, "--warmup", min=0, max=3600, help="seconds of each scenario first, not measured"),
+    prime: bool = PRIME,
     calibration: str = CALIBRATION,
     seed: int = typer.Option(0, "--seed", help="seed of the sampler, arrivals and service times"),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in --out)"),
@@ -343,7 +349,7 @@ def optimize(
     scenarios = [split_scenario(item) for item in scenario]
     # The plan's own scenario is each of them in turn; its options come with each.
     plan = make_plan(config=config, scenario=scenarios[0][0], target=target, duration_s=duration, out=out,
-                     warmup_s=warmup, seed=seed, prices=prices, settle_timeout_s=settle_timeout, check=False)
+                     warmup_s=warmup, seed=seed, prices=prices, settle_timeout_s=settle_timeout, check=False, prime=prime)
     plan = dataclasses.replace(plan, config_path=None)
     extra = {path.name: deploy.load_serve_config(path) for path in baseline}
     space = load_space(space_file, plan.serve_config)
@@ -384,6 +390,7 @@ def sweep(
     config: Path = CONFIG,
     duration: float = DURATION,
     warmup: float = WARMUP,
+    prime: bool = PRIME,
     seed: int = typer.Option(0, "--seed", help="seed of arrivals and request mix"),
     calibration: str = typer.Option("local", "--calibration", help="sim: local, gpu-h100, or a file from `tuner profile`"),
     prices: Optional[Path] = PRICES,
@@ -405,7 +412,7 @@ def sweep(
     sw.check_backend(backend)
     ladder = sw.ladder(rates, min_rate, max_rate, steps)
     plan = make_plan(config=config, scenario=scenario, scenario_args=sw.scenario_options(ctx.args), target=target,
-                     duration_s=duration, out=out, warmup_s=warmup, seed=seed, prices=prices, check=False)
+                     duration_s=duration, out=out, warmup_s=warmup, seed=seed, prices=prices, check=False, prime=prime)
     sw.check_target(plan.target)
     sw.check_first(plan, ladder[0])
     setup = simulate.sim_setup(calibration) if backend == "sim" else None

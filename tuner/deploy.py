@@ -240,6 +240,26 @@ def pinned(serve_config: dict) -> dict:
     return out
 
 
+# Set, to a value new for each trial, on the deployments that keep state between requests: a
+# change of ray_actor_options is one Serve answers with new replicas (of that deployment only;
+# the rest of its application stays), so each trial starts them empty.
+FRESH_ENV = "TUNER_FRESH_REPLICAS"
+
+
+def with_fresh(serve_config: dict, names: frozenset[str], token: str) -> dict:
+    """The config with the deployments named in `names` marked with `token` (FRESH_ENV in their
+    runtime_env): deployed after a different token, they start on new replicas."""
+    import copy
+
+    out = copy.deepcopy(serve_config)
+    for app in out.get("applications") or []:
+        for dep in app.get("deployments") or []:
+            if dep["name"] in names:
+                env = dep.setdefault("ray_actor_options", {}).setdefault("runtime_env", {}).setdefault("env_vars", {})
+                env[FRESH_ENV] = token
+    return out
+
+
 def running_replicas(details: dict) -> dict[str, dict]:
     """Per deployment: status, target and RUNNING replica ids, from Serve's status document."""
     out = {}

@@ -56,6 +56,13 @@ class TrialPlan:
     faults: tuple = ()  # tuner.faults.Fault, injected during the load window (real trials)
     abort_on_fail: bool = False  # stop the load once a clause can no longer hold (tuner.abort)
     abort_grace_s: float = 0.0  # seconds into the load window before it may
+    prime: bool = True  # load each multiplexed model the trial asks for before the warm-up (tuner.prime)
+
+    def prime_rows(self, arrivals: "pd.DataFrame") -> "pd.DataFrame":
+        """The requests that prime this trial's models (none with `prime` off)."""
+        from tuner.prime import prime_rows
+
+        return prime_rows(arrivals if self.prime else arrivals[:0], max(self.duration_s, self.warmup_s))
 
     def generator_args(self) -> list[str]:
         """The options the scenario's generators get, in either backend: the user's, the lag
@@ -140,7 +147,7 @@ def result_header(plan: TrialPlan, backend: str, info: dict | None = None) -> Tr
         config=ConfigInfo(path=str(plan.config_path) if plan.config_path else None,
                           hash=config_hash(plan.serve_config), serve_config=plan.serve_config),
         scenario=ScenarioInfo(name=plan.scenario.stem, path=str(plan.scenario), options=list(plan.scenario_args),
-                              duration_s=plan.duration_s, warmup_s=plan.warmup_s, seed=plan.seed,
+                              duration_s=plan.duration_s, warmup_s=plan.warmup_s, seed=plan.seed, prime=plan.prime,
                               expected_arrivals=info.get("expected_arrivals"), peak_rps=info.get("peak_rps")),
         target=TargetResult(text=plan.target.text, clauses=[]),
         files={"serve_config": "serve_config.yaml"})
@@ -163,7 +170,8 @@ def make_plan(*, config: Path | None, scenario: str | Path, scenario_args: tuple
               target: str | Target, duration_s: float, out: Path, warmup_s: float = WARMUP_S, seed: int = 0,
               prices: Path | Prices | None = None, settle_timeout_s: float = SETTLE_TIMEOUT_S,
               faults: tuple[str, ...] | list[str] = (), serve_config: dict | None = None,
-              check: bool = True, abort_on_fail: bool = False, abort_grace_s: float = 0.0) -> TrialPlan:
+              check: bool = True, abort_on_fail: bool = False, abort_grace_s: float = 0.0,
+              prime: bool = True) -> TrialPlan:
     """A plan from what the user gave, each part validated (UsageError naming the option).
 
     `serve_config` given is used as it is (a recorded trial's), else `config` is read; the
@@ -181,7 +189,7 @@ def make_plan(*, config: Path | None, scenario: str | Path, scenario_args: tuple
     plan = TrialPlan(serve_config=cfg, config_path=config, scenario=scenario_path(scenario),
                      scenario_args=tuple(scenario_args), target=tgt, duration_s=duration_s, out=out, prices=table,
                      warmup_s=warmup_s, seed=seed, settle_timeout_s=settle_timeout_s, faults=parsed_faults,
-                     abort_on_fail=abort_on_fail, abort_grace_s=abort_grace_s)
+                     abort_on_fail=abort_on_fail, abort_grace_s=abort_grace_s, prime=prime)
     if not check:
         return plan
     return replace(plan, scenario_info=check_scenario(plan.scenario, duration_s, plan.generator_args()))

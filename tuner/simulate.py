@@ -112,7 +112,8 @@ def sim_trial(plan: TrialPlan, setup: SimSetup, info: dict, arrivals: pd.DataFra
         outcome = simulate(plan.serve_config, arrivals, setup.calibration, setup.cluster, duration_s=plan.duration_s,
                            tables=accelerator_tables(plan.serve_config), warmup_s=plan.warmup_s, seed=plan.seed,
                            request_timeout_s=info.get("request_timeout_s", 60.0), drain_s=info.get("drain_s", 10.0),
-                           max_in_flight=info.get("max_in_flight", 1000), llm_hpa=setup.llm_hpa)
+                           max_in_flight=info.get("max_in_flight", 1000), llm_hpa=setup.llm_hpa,
+                           prime=plan.prime_rows(arrivals))
     except ValueError as e:
         raise UsageError(f"cannot simulate {plan.config_path or 'the config'}: {e}") from None
     records = outcome.records

@@ -1,8 +1,9 @@
 """The real backend: one trial on the system under test.
 
 check (scenario options, system, Prometheus) -> deploy (pin autoscaled deployments at their
-starting replicas, then the config itself: the same start for every trial, in place where
-only tunable fields changed) -> settle -> warm up (the scenario's first seconds, not
+starting replicas and replace the multiplexed ones, then the config itself: the same start for
+every trial, in place where only tunable fields changed) -> settle -> prime (each multiplexed
+model the trial asks for, once: tuner.prime) -> warm up (the scenario's first seconds, not
 measured) -> load (Locust headless, open loop) -> collect (records + Prometheus) -> verdict.
 Everything recorded is written under the output folder, also when a later phase fails.
 What the trial is comes from `tuner.plan`; what it needs of the system, from `tuner.system`.
@@ -22,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from loadgen import records as rec
+from target_app.topology import MULTIPLEXED
 from tuner import deploy
 from tuner.collect import collect
 from tuner.cost import deployment_resources, trial_cost
@@ -42,8 +44,9 @@ from tuner.target import client_value, without_lag
 
 def deploy_for_trial(system: SystemUnderTest, serve_config: dict, timeout_s: float) -> dict:
     """Deploy so the trial starts from the config's starting replicas with fresh autoscaler
-    state; returns the deployments whose replicas were all replaced (a change that needs new
-    actors), how many replicas started and stopped, and the replica counts."""
+    state, and on new replicas of the deployments that keep state between requests (the
+    multiplexed models' caches, tuner.prime); returns the deployments whose replicas were all
+    replaced, how many replicas started and stopped, and the replica counts."""
     url, headers = system.dashboard_url, system.dashboard_headers()
     apps = [app_name(a) for a in serve_config["applications"]]
     try:
@@ -51,7 +54,8 @@ def deploy_for_trial(system: SystemUnderTest, serve_config: dict, timeout_s: flo
     except Exception as e:  # noqa: BLE001 - any failure to read means the dashboard is not usable
         raise StackError(f"cannot read Serve's status from {url}: {e}") from e
     expected = deploy.start_replicas(serve_config)
-    for cfg in (deploy.pinned(serve_config), serve_config):
+    marked = deploy.with_fresh(serve_config, MULTIPLEXED, str(time.time_ns()))
+    for cfg in (deploy.pinned(marked), marked):
         deploy.deploy(url, cfg, headers)
         deploy.wait_running(url, apps, timeout_s, headers)
         view = deploy.wait_settled(url, expected, timeout_s, headers=headers)
@@ -148,10 +152,17 @@ def _measure(system: SystemUnderTest, plan: TrialPlan, prom: Prometheus, result:
         deployed = deploy_for_trial(system, plan.serve_config, plan.settle_timeout_s)
     result.deploy = DeployInfo(**deployed)
     moved = f"{deployed['started']} replicas started, {deployed['stopped']} stopped to reach the starting counts"
-    result.reasons.append(f"deploy replaced every replica of {', '.join(deployed['replaced'])}; {moved}"
-                          if deployed["replaced"] else f"deploy in place; {moved}")
+    fresh = [k for k in deployed["replaced"] if k.rpartition("/")[2] in MULTIPLEXED]
+    others = [k for k in deployed["replaced"] if k not in fresh]
+    result.reasons.append(("deploy replaced every replica of " + ", ".join(others) if others else "deploy in place")
+                          + (f", with new replicas of {', '.join(fresh)} (empty model caches)" if fresh else "")
+                          + f"; {moved}")
     host, log = system.serve_url(plan.serve_config), plan.out / "locust.log"
     result.files["locust_log"] = "locust.log"
+    if plan.prime:
+        with _phase("prime", None, report, timings):
+            if note := prime_models(plan, host):
+                result.reasons.append(note)
     if plan.warmup_s > 0:
         with _phase("warmup", plan.warmup_s, report, timings):
             # Not judged, so never aborted: the rules are the measured window's.
@@ -170,6 +181,20 @@ def _measure(system: SystemUnderTest, plan: TrialPlan, prom: Prometheus, result:
     with _phase("collect", None, report, timings):
         server = _collect_server(system, plan, prom, result)
     _judge(result, plan, records, server, rc, system.metrics.scrape_interval_s)
+
+
+def prime_models(plan: TrialPlan, host: str) -> str:
+    """Load the trial's multiplexed models as the simulator does (tuner.prime): one request for
+    each, from the arrivals the scenario will send; returns what it did, for the result."""
+    from tuner import prime
+    from tuner.plan import scenario_arrivals
+
+    rows = plan.prime_rows(scenario_arrivals(plan)[1])
+    if rows.empty:
+        return "no multiplexed model to prime"
+    sent = prime.send(host, rows)
+    failed = f"; {sent['failed']} failed (first: {sent['first_failure']})" if sent["failed"] else ""
+    return f"primed {sent['sent']} multiplexed models in {sent['seconds']:g} s{failed}"
 
 
 def fault_results(faults, events: list[dict], records, window) -> list[FaultResult]:

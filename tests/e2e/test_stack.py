@@ -168,6 +168,30 @@ def test_lora_cold_then_warm_on_the_replica_holding_the_adapter(stack):
     assert len(models) >= 32
 
 
+def test_a_trial_starts_on_new_lora_replicas_that_hold_its_adapters(stack, tmp_path):
+    from tuner.plan import make_plan, scenario_arrivals
+    from tuner.stack import Stack as RunningStack
+    from tuner.trial import deploy_for_trial, prime_models
+
+    system = RunningStack.recorded(stack.state_dir)
+    plan = make_plan(config=stack.config_path, scenario="steady", scenario_args=["--rate", "1", "--mix", "lora=1"],
+                     target="p99<5s", duration_s=5, warmup_s=0, out=tmp_path)
+    key = "lora/MultiLoRAModel"
+
+    def running():
+        return deploy.running_replicas(deploy.serve_details(system.dashboard_url, system.dashboard_headers()))[key]["running"]
+
+    before = running()
+    deployed = deploy_for_trial(system, plan.serve_config, 300)
+    assert key in deployed["replaced"] and not set(before) & set(running()) and len(running()) == 2
+    adapters = plan.prime_rows(scenario_arrivals(plan)[1])["adapter"].tolist()
+    note = prime_models(plan, stack.url)
+    assert len(adapters) >= 2 and note.startswith(f"primed {len(adapters)} multiplexed models in ") and "failed" not in note
+    for adapter in adapters[-2:]:  # the most requested, primed last: an LRU holds them whatever it evicted
+        r = post(stack, "/v1/completions", {"model": adapter, "prompt": "Summarise the policy", "max_tokens": 8})
+        assert r.status_code == 200 and r.json()["serve"]["adapter_cache"] == "hit", (adapter, r.text[:300])
+
+
 def test_every_route_answers_right_with_every_stage_local(stack):
     """The same app with every model computed on this CPU (compute.mode local): right passages,
     right labels, real completions; the shipped emulated config is deployed back after."""
@@ -256,9 +280,11 @@ def test_run_meets_a_generous_target_with_a_table(trial):
     assert set(result.routes) == {"/rag", "/predict", "/v1/completions"}
     # health is reported; a late generator (CPU contention here) still gives a verdict when its lag does not decide it
     assert result.generator.lag_ms_p99 is not None and result.generator.cpu_pct is not None
-    assert {"check", "deploy", "warmup", "load", "collect"} <= set(result.timings_s)
-    # the stack deployed this config; the trial's hold-and-release is in place
-    assert result.deploy.replaced == [] and result.deploy.replicas["lora/MultiLoRAModel"] == 2
+    assert {"check", "deploy", "prime", "warmup", "load", "collect"} <= set(result.timings_s)
+    # the stack deployed this config; the trial's hold-and-release is in place, but the
+    # multiplexed deployment starts on new replicas, which the trial's adapters then prime
+    assert result.deploy.replaced == ["lora/MultiLoRAModel"] and result.deploy.replicas["lora/MultiLoRAModel"] == 2
+    assert result.scenario.prime and any(r.startswith("primed ") and "failed" not in r for r in result.reasons)
     assert result.versions["ray"] == "2.60.0" and result.versions["prometheus"] != "unknown"
 
 

@@ -1,8 +1,9 @@
 """One simulated trial: a scenario's arrivals through the app, from a settled start, warm-up
 included, to client records in loadgen's schema (pure: data in, data out).
 
-As a real trial does, the app starts at each deployment's starting replicas, the scenario's
-first `warmup_s` seconds run unmeasured, then the load window [0, duration) runs and the client
+As a real trial does, the app starts at each deployment's starting replicas (the multiplexed
+ones with empty caches), the trial's models are primed (`tuner.prime`), the scenario's first
+`warmup_s` seconds run unmeasured, then the load window [0, duration) runs and the client
 waits `drain_s` for answers; a request over the timeout is an error, one still running at the
 end of the drain is unfinished, one over the generator's in-flight cap is dropped.
 """
@@ -60,19 +61,23 @@ def _from_start(tl) -> Timeline:
 
 def simulate(serve_config: dict, plan: pd.DataFrame, cal: Calibration, cluster: ClusterSpec, *, duration_s: float,
              tables: EmulatedTables, warmup_s: float = 0.0, seed: int = 0, request_timeout_s: float = 60.0,
-             drain_s: float = 10.0, max_in_flight: int = 1000, llm_hpa: HPAOnLLM | None = None) -> Outcome:
+             drain_s: float = 10.0, max_in_flight: int = 1000, llm_hpa: HPAOnLLM | None = None,
+             prime: pd.DataFrame | None = None) -> Outcome:
     """Run the plan's arrivals (columns t, path, stream, adapter, domain, prompt_tokens,
     max_tokens; t in seconds of the load window) through the app, whose emulated deployments
-    replay `tables`."""
+    replay `tables`; `prime` (tuner.prime.prime_rows, t before the warm-up) runs first."""
     wall = time.perf_counter()
     load = plan[plan["t"] < duration_s]
     warm = plan[plan["t"] < min(warmup_s, duration_s)]
+    primed = prime if prime is not None else plan[:0]
     end = duration_s + drain_s
-    app = SimApp(serve_config, cal, cluster, seed=seed, start=-warmup_s, until=end, tables=tables, llm_hpa=llm_hpa,
+    first = -warmup_s + (float(primed["t"].min()) if len(primed) else 0.0)
+    app = SimApp(serve_config, cal, cluster, seed=seed, start=first, until=end, tables=tables, llm_hpa=llm_hpa,
                  max_in_flight=max_in_flight)
+    prime_reqs = _requests(primed, -warmup_s, -len(warm) - len(primed))
     warm_reqs = _requests(warm, -warmup_s, -len(warm))
     reqs = _requests(load, 0.0, 0)
-    for cr in warm_reqs + reqs:
+    for cr in prime_reqs + warm_reqs + reqs:
         app.send(cr)
     timeout = min(request_timeout_s, app.http_timeout_s)
     # Far enough for every request's verdict: one not answered by then has exceeded its timeout.
