@@ -17,4 +17,4 @@ trap '.venv/bin/tuner stack down' EXIT
 out="runs/main-$(date -u +%Y%m%dT%H%M%SZ)"
 .venv/bin/tuner optimize --config target_app/serve_config.yaml --scenario "${SCENARIO:-burst}" \
   --target "${TARGET:-p99<500ms}" --duration "${DURATION:-45}" --warmup "${WARMUP:-10}" \
-  --time-budget "${TIME_BUDGET:-720}" --out "$out"
+  --time-budget "${TIME_BUDGET:-900}" --out "$out"
