@@ -311,7 +311,7 @@ def optimize(
     max_real: int = typer.Option(4, "--max-real", min=1, max=100, help="hybrid: candidates verified for real at most"),
     real_repeat: int = typer.Option(2, "--real-repeat", min=1, max=20, help="hybrid: real runs per candidate"),
     noise_floor: float = typer.Option(0.15, "--noise-floor", min=0, max=1,
-                                      help="hybrid: least relative margin a real pass needs (this machine's p99 CV)"),
+                                      help="hybrid: least relative margin a real pass needs (a 45-s trial's p99 moves by this much between runs here)"),
     static_sweep: int = typer.Option(3, "--static-sweep", min=0, max=20,
                                      help="baselines: the searched deployments fixed at 1..N replicas each (0: none); "
                                           "the hybrid runs them for real until one meets the target"),
