@@ -7,7 +7,7 @@ repeated gave a /v1 p99 of 636 ms on the first repeat and 320-401 ms on the four
 (BENCHMARKS.md, "Noise"), and the simulator, whose trials start empty, put the floor of every
 configuration 60-80 ms above the real one. A running service holds its popular models, so a
 trial starts there, the same way in both backends: fresh replicas of the multiplexed
-deployments (`tuner.deploy.pinned`), then one request for each model id of the trial, the least
+deployments (`tuner.deploy.with_fresh`), then one request for each model id of the trial, the least
 requested first and the most requested last (an LRU keeps the last it loaded), `GAP_S` apart,
 ending where the warm-up begins. Serve routes them as it routes any request (a model goes to a
 replica holding the fewest), so the caches are what Serve itself makes of the trial's models.

@@ -109,8 +109,8 @@ class ScenarioInfo(BaseModel):
     duration_s: float
     warmup_s: float = 0.0
     seed: int = 0
-    prime: bool = Field(False, description="fresh multiplexed replicas, then each model id of the trial requested "
-                                           "once before the warm-up (tuner.prime)")
+    prime: bool = Field(False, description="each multiplexed model id of the trial requested once before the warm-up "
+                                           "(tuner.prime); multiplexed replicas start empty either way")
     expected_arrivals: float | None = None
     peak_rps: float | None = None
 
