@@ -18,6 +18,7 @@ from tuner.export import autoscaling, bundle, check, inputs, monitoring
 from tuner.export.settings import ExportSettings
 from tuner.export.sizing import Demand, PodShape, plan_groups, pods_needed
 from tuner.policies.hpa import HPABehavior, HPAPolicy, HPAScalingRules, HPASpec, MetricTarget
+from tuner.policies.ray_autoscaler import per_node_limit
 from tuner.prices_file import load_prices
 from tuner.target import parse_target
 
@@ -241,6 +242,9 @@ def test_pods_are_packed_first_fit_and_gpu_deployments_get_a_gpu_group():
     reqs = [Demand(deployment="a", cpus=3, gpus=0, memory_gib=0)] * 2 + [Demand(deployment="b", cpus=1, gpus=0, memory_gib=0)] * 2
     assert pods_needed(reqs, shape) == 2
     assert pods_needed([Demand(deployment="m", cpus=0.5, gpus=0, memory_gib=10)] * 3, shape) == 3
+    # max_replicas_per_node 2: five half-CPU replicas need three pods, not one
+    limited = Demand(deployment="l", cpus=0.5, gpus=0, memory_gib=0, limit=per_node_limit("app", "l", 2))
+    assert pods_needed([limited] * 5, shape) == 3
     cfg = copy.deepcopy(inputs.from_config(DEFAULT_SERVE_CONFIG, None, None, None).serve_config)
     rerank = next(d for d in cfg["applications"][0]["deployments"] if d["name"] == "Reranker")
     rerank["ray_actor_options"] = {"num_cpus": 1, "num_gpus": 1}

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tuner.policies.ray_autoscaler import Node, RayAutoscalerConfig, WorkerGroup, decide
+from tuner.policies.ray_autoscaler import IMPLICIT_PREFIX, Node, RayAutoscalerConfig, WorkerGroup, decide, per_node_limit
 
 CPU4 = WorkerGroup(name="cpu", resources={"CPU": 4}, max_workers=10)
 GPU1 = WorkerGroup(name="gpu", resources={"CPU": 8, "GPU": 1}, max_workers=4)
@@ -130,3 +130,59 @@ def test_launches_never_exceed_caps_and_cover_demand_when_allowed(n, size, runni
     assert launched <= wanted and launched <= cfg.max_concurrent_launches
     assert launched <= max(1, -(-int(cfg.upscaling_speed * max(running, 1)) // 1))
     assert running + launched <= group.max_workers
+
+
+# -- implicit per-node resources (Serve's max_replicas_per_node), against Ray's own scheduler --
+
+def _ray_launches(groups: tuple[WorkerGroup, ...], demands: list[dict]) -> dict[str, int]:
+    """Worker pods Ray's installed v2 scheduler (ResourceDemandScheduler) asks for, on an empty
+    cluster; launch caps are the reconciler's, so this compares with `queued`."""
+    from ray.autoscaler.v2.instance_manager.config import NodeTypeConfig
+    from ray.autoscaler.v2.scheduler import ResourceDemandScheduler, SchedulingRequest
+    from ray.autoscaler.v2.utils import ResourceRequestUtil
+
+    req = SchedulingRequest(
+        disable_launch_config_check=True, max_num_nodes=10_000, idle_timeout_s=60,
+        node_type_configs={g.name: NodeTypeConfig(name=g.name, min_worker_nodes=g.min_workers,
+                                                  max_worker_nodes=g.max_workers, resources=dict(g.resources))
+                           for g in groups},
+        resource_requests=ResourceRequestUtil.group_by_count([ResourceRequestUtil.make(d) for d in demands]))
+    out: dict[str, int] = {}
+    for launch in ResourceDemandScheduler().schedule(req).to_launch:
+        out[launch.instance_type] = out.get(launch.instance_type, 0) + launch.count
+    return out
+
+
+def test_the_prefix_is_rays():
+    from ray._raylet import IMPLICIT_RESOURCE_PREFIX
+    assert IMPLICIT_PREFIX == IMPLICIT_RESOURCE_PREFIX
+
+
+def test_max_replicas_per_node_spreads_replicas_over_pods():
+    cfg = RayAutoscalerConfig(groups=(WorkerGroup(name="cpu", resources={"CPU": 8}, max_workers=10),))
+    one_each = [{"CPU": 1, **per_node_limit("lora", "MultiLoRAModel", 1)}] * 3
+    assert decide(cfg, [HEAD], one_each, now=0).queued == {"cpu": 3}     # CPU alone would fit one pod
+    two_each = [{"CPU": 1, **per_node_limit("lora", "MultiLoRAModel", 2)}] * 5
+    assert decide(cfg, [HEAD], two_each, now=0).queued == {"cpu": 3}
+    # a pod already holding one replica has room for one more under a limit of 2, none under 1
+    holder = worker(0, total={"CPU": 8}, free={"CPU": 7, **{k: 0.5 for k in per_node_limit("lora", "MultiLoRAModel", 2)}})
+    assert decide(cfg, [HEAD, holder], two_each[:3], now=0).queued == {"cpu": 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([None, 1, 2, 3]), st.integers(1, 6)), min_size=1, max_size=3),
+       st.sampled_from([4, 8]), st.booleans())
+def test_launches_match_rays_scheduler_on_implicit_demands(deployments, node_cpus, gpu_group):
+    """Replicas of up to three deployments (CPU each, a per-node limit or none) on a CPU group,
+    with or without a GPU group beside it: the pods per group Ray's scheduler wants."""
+    groups = (WorkerGroup(name="cpu", resources={"CPU": node_cpus}, max_workers=50),)
+    if gpu_group:
+        groups += (WorkerGroup(name="gpu", resources={"CPU": 8, "GPU": 1}, max_workers=50),)
+    demands = []
+    for i, (cpus, limit, replicas) in enumerate(deployments):
+        d = {"CPU": float(min(cpus, node_cpus))}
+        if limit:
+            d |= per_node_limit("app", f"D{i}", limit)
+        demands += [d] * replicas
+    cfg = RayAutoscalerConfig(groups=groups)
+    assert decide(cfg, [HEAD], demands, now=0).queued == _ray_launches(groups, demands)

@@ -157,6 +157,27 @@ def test_the_ray_autoscaler_adds_pods_for_pending_replicas_and_removes_idle_ones
     assert pods[-1][1] == 2  # after the load, the idle pod goes
 
 
+def test_max_replicas_per_node_puts_each_replica_on_its_own_pod():
+    """Serve's per-node limit through Ray's implicit resource: pods big enough for every replica
+    still take one MultiLoRAModel replica each, and the autoscaler adds one pod per new replica."""
+    spec = ClusterSpec(layer="ray-autoscaler", head={"CPU": 0}, ray_autoscaler=RayAutoscalerConfig(
+        groups=(WorkerGroup(name="w", resources={"CPU": 16}, min_workers=0, max_workers=8),),
+        idle_timeout_s=20, loop_s=5, pod_start_s=10))
+    p = plan(4000, 60.0, paths=("/v1/completions",))
+    cal = calibration(MultiLoRAModel={"service_ms": ((1, 80.0),), "concurrency": 1, "start_s": 2.0})
+    runs = {}
+    for limit in (None, 1):
+        cfg = copy.deepcopy(CONFIG)
+        lora = next(d for a in cfg["applications"] for d in a["deployments"] if d["name"] == "MultiLoRAModel")
+        if limit:
+            lora["max_replicas_per_node"] = limit
+        runs[limit] = simulate(cfg, p, cal, spec, tables=accelerator_tables(cfg), duration_s=120, warmup_s=0)
+    assert runs[None].nodes["w"][0] == (0.0, 1)   # every starting replica fits one 16-CPU pod
+    assert runs[1].nodes["w"][0] == (0.0, 2)      # two LoRA replicas at start: two pods
+    lora_peak = max(v for _, v in runs[1].replicas["lora/MultiLoRAModel"])
+    assert lora_peak == 4 and max(v for _, v in runs[1].nodes["w"]) == lora_peak
+
+
 def test_an_hpa_on_busy_worker_pods_adds_pods():
     hpa = HPAOnWorkers(group="w", spec=HPASpec(min_replicas=2, max_replicas=6, metrics=(
         MetricTarget(source="Resource", name="cpu", target_type="Utilization", target=30),)), pod_start_s=10)

@@ -1,6 +1,7 @@
 """How many worker pods of each group the Serve config needs (pure): each deployment's
-replicas at its bounds, packed onto pods first-fit as Ray places actors without a strategy.
-Groups with GPUs take the deployments that ask for GPUs; the head runs no replicas."""
+replicas at its bounds, packed onto pods first-fit as Ray places actors without a strategy,
+at most `max_replicas_per_node` of a deployment on one pod. Groups with GPUs take the
+deployments that ask for GPUs; the head runs no replicas."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tuner.errors import UsageError
 from tuner.export.settings import GIB, PodShape
 from tuner.names import app_name, deployment_key
 from tuner.policies.hpa import HPASpec
+from tuner.policies.ray_autoscaler import Resources, fits, per_node_limit, take
 from tuner.sim.cluster import ClusterSpec
 
 # Serve's bounds for `num_replicas: auto` (its default AutoscalingConfig).
@@ -27,6 +29,11 @@ class Demand(BaseModel):
     cpus: float
     gpus: float
     memory_gib: float
+    limit: dict[str, float] = {}  # Serve's per-node limit as Ray's implicit resource (max_replicas_per_node)
+
+    @property
+    def resources(self) -> Resources:
+        return {"CPU": self.cpus, "GPU": self.gpus, "memory": self.memory_gib, **self.limit}
 
 
 class GroupPlan(BaseModel):
@@ -63,23 +70,24 @@ def demands(serve_config: dict, bound: int) -> list[Demand]:
         for dep in app.get("deployments") or []:
             opts = dep.get("ray_actor_options") or {}
             cpus = 1.0 if opts.get("num_cpus") is None else float(opts["num_cpus"])
+            limit = per_node_limit(app_name(app), dep["name"], dep["max_replicas_per_node"]) \
+                if dep.get("max_replicas_per_node") else {}
             one = Demand(deployment=deployment_key(app_name(app), dep["name"]), cpus=cpus,
-                         gpus=float(opts.get("num_gpus") or 0), memory_gib=float(opts.get("memory") or 0) / GIB)
+                         gpus=float(opts.get("num_gpus") or 0), memory_gib=float(opts.get("memory") or 0) / GIB,
+                         limit=limit)
             out += [one] * replica_bounds(dep)[bound]
     return out
 
 
 def pods_needed(reqs: list[Demand], shape: PodShape) -> int:
     """Pods of `shape` that hold every replica, first-fit in decreasing size."""
-    pods: list[list[float]] = []
+    pods: list[Resources] = []
     for d in sorted(reqs, key=lambda d: (d.gpus, d.cpus, d.memory_gib), reverse=True):
-        need = (d.cpus, d.gpus, d.memory_gib)
-        for free in pods:
-            if all(f + 1e-9 >= n for f, n in zip(free, need)):
-                free[:] = [f - n for f, n in zip(free, need)]
-                break
-        else:
-            pods.append([shape.cpus - d.cpus, shape.gpus - d.gpus, shape.memory_gib - d.memory_gib])
+        free = next((p for p in pods if fits(p, d.resources)), None)
+        if free is None:
+            free = {"CPU": shape.cpus, "GPU": float(shape.gpus), "memory": shape.memory_gib}
+            pods.append(free)
+        take(free, d.resources)
     return len(pods)
 
 

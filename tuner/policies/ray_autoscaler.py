@@ -8,7 +8,8 @@ its utilisation score, idle termination) and v2/instance_manager/reconciler.py
 (`_compute_to_launch`: per-type and global launch caps), and KubeRay's mapping of
 `autoscalerOptions` (ray/autoscaler/_private/kuberay/autoscaling_config.py): upscalingMode
 Conservative -> upscaling_speed 1, else 1000; idleTimeoutSeconds (default 60), per group too.
-Label selectors, placement groups and in-place pod resize are not modelled.
+Ray's implicit per-node resources count as Ray counts them (`fits`, `take`, `give`); label
+selectors, group priorities, placement groups and in-place pod resize are not modelled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,40 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from tuner.policies import Frozen
 
 Resources = dict[str, float]
+
+# Every Ray node holds 1 of each resource named with this prefix without listing it
+# (ray._raylet.IMPLICIT_RESOURCE_PREFIX); Serve's `max_replicas_per_node` asks 1/limit of one named
+# for the deployment per replica (ray/serve/_private/deployment_scheduler.py), so at most `limit`
+# replicas share a node. Ray's schedulers read a missing key of this kind as 1 free
+# (autoscaler/_private/resource_demand_scheduler.py `_fits`, `_inplace_subtract`).
+IMPLICIT_PREFIX = "node:__internal_implicit_resource_"
+
+
+def per_node_limit(app: str, deployment: str, limit: int) -> Resources:
+    """The implicit resource a replica of a deployment with `max_replicas_per_node: limit` asks."""
+    return {f"{IMPLICIT_PREFIX}{app}:{deployment}": 1.0 / int(limit)}
+
+
+def _free(available: Resources, key: str) -> float:
+    return available.get(key, 1.0 if key.startswith(IMPLICIT_PREFIX) else 0.0)
+
+
+def fits(available: Resources, demand: Resources) -> bool:
+    """Whether `demand` fits in what a node has free (Ray's `_fits`, with a float tolerance)."""
+    return all(_free(available, k) + 1e-9 >= v for k, v in demand.items() if v > 0)
+
+
+def take(available: Resources, demand: Resources) -> None:
+    """Reserve `demand` on a node's free resources, in place."""
+    for k, v in demand.items():
+        available[k] = _free(available, k) - v
+
+
+def give(available: Resources, demand: Resources) -> None:
+    """Return a reservation; an implicit resource never exceeds its 1 (Serve's `__add__`)."""
+    for k, v in demand.items():
+        back = _free(available, k) + v
+        available[k] = min(1.0, back) if k.startswith(IMPLICIT_PREFIX) else back
 
 
 class WorkerGroup(Frozen):
@@ -87,17 +122,12 @@ class _Slot:
         self.placed: list[Resources] = []
 
 
-def _fits(available: Resources, demand: Resources) -> bool:
-    return all(available.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)
-
-
 def _try_fill(slot: _Slot, demands: list[Resources]) -> tuple[Resources, list[Resources], list[Resources]]:
     """Place what fits of `demands` (in order) on a copy of the slot's free resources."""
     free, placed, rest = dict(slot.available), [], []
     for d in demands:
-        if _fits(free, d):
-            for k, v in d.items():
-                free[k] = free.get(k, 0.0) - v
+        if fits(free, d):
+            take(free, d)
             placed.append(d)
         else:
             rest.append(d)
@@ -159,7 +189,7 @@ def decide(cfg: RayAutoscalerConfig, nodes: list[Node], demands: list[Resources]
             break
         added.append(slot)
         room[slot.group] -= 1
-    infeasible = tuple(d for d in rest if not any(_fits(g.resources, d) for g in cfg.groups))
+    infeasible = tuple(d for d in rest if not any(fits(g.resources, d) for g in cfg.groups))
     queued = {g.name: sum(1 for s in added if s.group == g.name) for g in cfg.groups}
     return AutoscalerDecision(launch=_launch_caps(cfg, nodes, queued), queued={k: v for k, v in queued.items() if v},
                               terminate=_idle(cfg, nodes, {s.id for s in used if not s.new}, now),

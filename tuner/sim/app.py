@@ -25,6 +25,7 @@ from target_app.topology import BATCHED, BY_DOMAIN, CHAIN, DEPLOYMENTS, LLM_CALL
 from tuner import serve_defaults
 from tuner.errors import first_problem
 from tuner.names import app_name, deployment_key
+from tuner.policies.ray_autoscaler import per_node_limit
 from tuner.policies.serve import ServeAutoscaling, initial_target
 from tuner.sim.calibration import Calibration, StageTiming
 from tuner.sim.cluster import Cluster, ClusterSpec, HPAWorkersLoop, RayAutoscalerLoop
@@ -64,7 +65,7 @@ def deployments_from_config(serve_config: dict) -> dict[str, Deployed]:
         for d in app.get("deployments") or []:
             key = deployment_key(app_name(app), d["name"])
             try:
-                out[d["name"]] = _deployed(key, d)
+                out[d["name"]] = _deployed(app_name(app), key, d)
             except ValidationError as e:
                 raise ValueError(f"{key}: {first_problem(e)}") from None
             except (TypeError, ValueError) as e:  # user_config is Serve's free-form dict
@@ -75,7 +76,7 @@ def deployments_from_config(serve_config: dict) -> dict[str, Deployed]:
     return out
 
 
-def _deployed(key: str, d: dict) -> Deployed:
+def _deployed(app: str, key: str, d: dict) -> Deployed:
     name = d["name"]
     uc = d.get("user_config") or {}
     batch = uc.get("batch") or {}
@@ -100,6 +101,8 @@ def _deployed(key: str, d: dict) -> Deployed:
     demand = {"CPU": serve_defaults.NUM_CPUS if cpus is None else float(cpus)}
     if opts.get("num_gpus"):
         demand["GPU"] = float(opts["num_gpus"])
+    if d.get("max_replicas_per_node"):
+        demand |= per_node_limit(app, name, d["max_replicas_per_node"])
     return Deployed(key, name, spec, replicas, cfg, demand, uc)
 
 

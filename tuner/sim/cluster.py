@@ -19,7 +19,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
 from tuner.policies import Frozen
 from tuner.policies.hpa import HPASpec, HPAState, Observed, PodSample, reconcile
-from tuner.policies.ray_autoscaler import Node, RayAutoscalerConfig, Resources, WorkerGroup, decide
+from tuner.policies.ray_autoscaler import Node, RayAutoscalerConfig, Resources, WorkerGroup, decide, fits, give, take
 from tuner.sim.engine import Engine
 
 HEAD = "head"
@@ -76,7 +76,7 @@ class SimNode:
         self.started = now
 
     def fits(self, demand: Resources) -> bool:
-        return all(self.available.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)
+        return fits(self.available, demand)
 
 
 class Cluster:
@@ -112,8 +112,7 @@ class Cluster:
         demand = self.demand_of(replica)
         for node in self._running_nodes():
             if node.fits(demand):
-                for k, v in demand.items():
-                    node.available[k] = node.available.get(k, 0.0) - v
+                take(node.available, demand)
                 node.replicas.add(replica)
                 node.idle_since = None
                 replica.node = node
@@ -130,8 +129,7 @@ class Cluster:
         replica.node = None
         if replica in node.replicas:
             node.replicas.discard(replica)
-            for k, v in self.demand_of(replica).items():
-                node.available[k] = node.available.get(k, 0.0) + v
+            give(node.available, self.demand_of(replica))
             if not node.replicas:
                 node.idle_since = self.engine.now
         self._drain_pending()
@@ -144,7 +142,7 @@ class Cluster:
         while self.pending:
             demand = self.demand_of(self.pending[0][0])
             fit = next((g for g in groups.values() if count[g.name] < g.max_workers
-                        and all(g.resources.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)), None)
+                        and fits(g.resources, demand)), None)
             if fit is None:
                 return
             self._add_node(None, fit.name, fit.resources, "running")
