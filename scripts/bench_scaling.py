@@ -10,6 +10,10 @@ run of the project's generator (`locust -f scenarios/steady.py`) from the start 
 
     .venv/bin/python scripts/bench_scaling.py [--stage MultiLoRAModel --mix lora=1] [--replicas 1,2,4] \
         [--set max_models_per_replica=16] [--compute accelerator=h100 --compute stage=llama-3.1-8b-lora]
+
+`--as-shipped` measures the shipped config itself (every deployment autoscaling as shipped, the
+default mix): its capacity, the rate "steady at 80 % of capacity" in scripts/bench_fidelity.py
+is set from. `--min-throughput 0.98` also fails a probe whose answered rate falls behind.
 """
 
 from __future__ import annotations
@@ -56,13 +60,18 @@ def probe(rate: float, a: argparse.Namespace, out: Path, stack, cfg: dict) -> di
             "lag_p99_ms": max(lags, default=None)}
 
 
+def passes(p: dict, a: argparse.Namespace) -> bool:
+    """A probe within the bound, answered in full and keeping up with the offered rate."""
+    return p["ok"] and p["p99_ms"] <= a.bound_ms and p["throughput_rps"] >= a.min_throughput * p["rate"]
+
+
 def highest_rate(a: argparse.Namespace, k: int, out: Path, stack, cfg: dict) -> tuple[float, list[dict]]:
     """The highest rate whose p99 meets the bound, from `--start` requests/s a replica up."""
     probes, good, bad, rate = [], 0.0, None, a.start * k
     while bad is None and rate <= a.max_rate:
         p = probe(rate, a, out / f"r{rate:g}", stack, cfg)
         probes.append(p)
-        if p["ok"] and p["p99_ms"] <= a.bound_ms:
+        if passes(p, a):
             good, rate = rate, rate * a.step
         else:
             bad = rate
@@ -70,7 +79,7 @@ def highest_rate(a: argparse.Namespace, k: int, out: Path, stack, cfg: dict) -> 
         mid = round((good + bad) / 2, 2)
         p = probe(mid, a, out / f"r{mid:g}", stack, cfg)
         probes.append(p)
-        good, bad = (mid, bad) if p["ok"] and p["p99_ms"] <= a.bound_ms else (good, mid)
+        good, bad = (mid, bad) if passes(p, a) else (good, mid)
     passing = [p for p in probes if p["rate"] == good]
     return (passing[0]["throughput_rps"] if passing else 0.0), probes
 
@@ -85,6 +94,8 @@ def main() -> None:
     ap.add_argument("--compute", action="append", default=[], metavar="FIELD=VALUE",
                     help="a field of the stage's user_config.compute instead of the shipped one, e.g. accelerator=h100")
     ap.add_argument("--bound-ms", type=float, default=500)
+    ap.add_argument("--min-throughput", type=float, default=0.0, help="the least answered/offered rate a pass keeps")
+    ap.add_argument("--as-shipped", action="store_true", help="the shipped config as it is (no stage fixed; k = 1)")
     ap.add_argument("--start", type=float, default=1.0, help="the first rate tried, requests/s per replica")
     ap.add_argument("--step", type=float, default=1.5)
     ap.add_argument("--bisect", type=int, default=2)
@@ -98,16 +109,18 @@ def main() -> None:
     stack = running_stack(a.state_dir)
     shipped = deploy.load_serve_config(SERVE_CONFIG)
     results = {}
-    for k in (int(x) for x in a.replicas.split(",")):
+    for k in (1,) if a.as_shipped else (int(x) for x in a.replicas.split(",")):
         fixed = {f"serve.{a.stage}.{kv.split('=')[0]}": yaml.safe_load(kv.split("=", 1)[1]) for kv in a.set}
-        cfg = apply(copy.deepcopy(shipped), {**fixed, f"serve.{a.stage}.num_replicas": k})
+        cfg = copy.deepcopy(shipped) if a.as_shipped else \
+            apply(copy.deepcopy(shipped), {**fixed, f"serve.{a.stage}.num_replicas": k})
         stage = next(d for app in cfg["applications"] for d in app["deployments"] if d["name"] == a.stage)
         stage["user_config"]["compute"].update({kv.split("=")[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in a.compute})
         check_deployment(a.stage, stage)
         rps, probes = highest_rate(a, k, a.out / f"k{k}", stack, cfg)
         results[k] = {"throughput_rps": rps, "probes": probes}
         tried = ", ".join(f"{p['rate']:g}: {p['p99_ms']:.0f} ms" for p in probes)
-        print(f"{a.stage} x{k}: {rps:.2f} req/s at p99 <= {a.bound_ms:g} ms ({tried})", flush=True)
+        label = "the shipped config" if a.as_shipped else f"{a.stage} x{k}"
+        print(f"{label}: {rps:.2f} req/s at p99 <= {a.bound_ms:g} ms ({tried})", flush=True)
     deploy_for_trial(stack, shipped, 300)
     one = results[min(results)]["throughput_rps"]
     for k, r in results.items():
