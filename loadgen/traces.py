@@ -33,6 +33,18 @@ class TraceData:
     def __len__(self) -> int:
         return self.times_s.size
 
+    def starting_at(self, start_s: float) -> "TraceData":
+        """The trace from `start_s` seconds in (trace time), its offsets counted from there: a
+        window other than the first, say to check a tuned configuration on traffic it was
+        not tuned on."""
+        keep = self.times_s >= start_s
+        if not keep.any():
+            raise TraceError(f"the trace ends at {self.times_s[-1]:.0f} s; nothing is left from {start_s:g} s")
+
+        def cut(a):
+            return None if a is None else a[keep]
+        return TraceData(self.times_s[keep] - start_s, cut(self.prompt_tokens), cut(self.output_tokens))
+
 
 def _read(path: Path) -> pd.DataFrame:
     if not path.is_file():

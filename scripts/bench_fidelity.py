@@ -6,7 +6,7 @@ worst replica-trajectory MAE, then one row per case and route.
 The cases: steady light load, steady at 80 % of the shipped config's capacity and at 125 %
 (past saturation), and the ramp, burst, diurnal and trace-replay scenarios at their defaults.
 `--capacity` is the shipped config's measured capacity in requests/s of the default mix:
-`scripts/bench_scaling.py --as-shipped --mix rag=1,predict=1,lora=1 --min-throughput 0.97`.
+`scripts/bench_scaling.py --as-shipped --mix rag=1,predict=1,lora=1 --bound-ms 2000`.
 The calibration (`tuner profile`) sees closed-loop phases only, no trace.
 
     .venv/bin/tuner stack up && .venv/bin/python scripts/bench_fidelity.py --capacity 16 [--duration 75] [--out runs/fidelity]

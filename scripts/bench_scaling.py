@@ -12,8 +12,9 @@ run of the project's generator (`locust -f scenarios/steady.py`) from the start 
         [--set max_models_per_replica=16] [--compute accelerator=h100 --compute stage=llama-3.1-8b-lora]
 
 `--as-shipped` measures the shipped config itself (every deployment autoscaling as shipped, the
-default mix): its capacity, the rate "steady at 80 % of capacity" in scripts/bench_fidelity.py
-is set from. `--min-throughput 0.98` also fails a probe whose answered rate falls behind.
+default mix): with `--bound-ms 2000` its capacity, the rate "steady at 80 % of capacity" in
+scripts/bench_fidelity.py is set from (the knee: light load gives a p99 near 0.55 s; an
+answered/offered rate is no test here, as a 40 s Poisson run offers +-8 % of its mean).
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def probe(rate: float, a: argparse.Namespace, out: Path, stack, cfg: dict) -> di
 
 
 def passes(p: dict, a: argparse.Namespace) -> bool:
-    """A probe within the bound, answered in full and keeping up with the offered rate."""
-    return p["ok"] and p["p99_ms"] <= a.bound_ms and p["throughput_rps"] >= a.min_throughput * p["rate"]
+    """A probe answered in full within the bound."""
+    return p["ok"] and p["p99_ms"] <= a.bound_ms
 
 
 def highest_rate(a: argparse.Namespace, k: int, out: Path, stack, cfg: dict) -> tuple[float, list[dict]]:
@@ -94,7 +95,6 @@ def main() -> None:
     ap.add_argument("--compute", action="append", default=[], metavar="FIELD=VALUE",
                     help="a field of the stage's user_config.compute instead of the shipped one, e.g. accelerator=h100")
     ap.add_argument("--bound-ms", type=float, default=500)
-    ap.add_argument("--min-throughput", type=float, default=0.0, help="the least answered/offered rate a pass keeps")
     ap.add_argument("--as-shipped", action="store_true", help="the shipped config as it is (no stage fixed; k = 1)")
     ap.add_argument("--start", type=float, default=1.0, help="the first rate tried, requests/s per replica")
     ap.add_argument("--step", type=float, default=1.5)

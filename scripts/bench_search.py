@@ -61,8 +61,8 @@ class Bench:
 
     config: str = str(SERVE_CONFIG.relative_to(REPO))
     space: str = "scripts/data/bench_search_space.yaml"
-    target: str = "p99<800ms,p99[/v1/completions]<400ms"
-    scenario: str = "burst:--rate 4 --burst-rps 12"
+    target: str = "p99<500ms"
+    scenario: str = "burst"
     duration_s: float = 90.0
     warmup_s: float = 15.0
     seed: int = 0

@@ -68,3 +68,14 @@ def test_unusable_files_raise_trace_error(tmp_path, name, text, fragments):
     with pytest.raises(TraceError) as info:
         load_trace(path)
     assert all(f in str(info.value) for f in fragments), str(info.value)
+
+
+def test_a_later_window_starts_its_offsets_at_zero_with_its_own_tokens():
+    data = load_trace(AZURE_CONV)
+    later = data.starting_at(1800.0)
+    first = int(np.searchsorted(data.times_s, 1800.0))
+    assert later.times_s[0] == pytest.approx(data.times_s[first] - 1800.0) and later.times_s[0] >= 0
+    assert len(later) == len(data) - first
+    assert later.output_tokens[0] == data.output_tokens[first]
+    with pytest.raises(TraceError, match="nothing is left from 99999 s"):
+        data.starting_at(99999.0)

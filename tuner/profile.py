@@ -130,9 +130,10 @@ def cpu_used_s(before: dict[tuple[int, float], float], after: dict[tuple[int, fl
 
 
 def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=print,
-            pids: list[int] = ()) -> tuple[float, list[Phase]]:
+            pids: list[int] = (), settle_s: float = 2.0) -> tuple[float, list[Phase]]:
     """The stack's busy cores with no load, then each route at each concurrency level, one
-    phase after another, with the stack's busy cores in each."""
+    phase after another, with the stack's busy cores in each. `settle_s` apart: a phase's
+    metrics reach Prometheus that late, and its window must not take in the next phase's."""
     def busy_cpu_s() -> dict[tuple[int, float], float]:
         return stack_cpu_s(list(pids))
 
@@ -148,11 +149,11 @@ def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=prin
             phase = asyncio.run(_drive(host, route, c, phase_s, seed))
             phase.busy_cores = cpu_used_s(c0, busy_cpu_s()) / (time.monotonic() - t0)
             phases.append(phase)
-            time.sleep(2)  # let the phase's last requests and metrics settle apart from the next
+            time.sleep(settle_s)
     for k in BURSTS:  # batches of known size at the RAG chain's first batched stage
         report(f"/rag in bursts of {k} for {phase_s:g}s")
         phases.append(asyncio.run(_drive(host, "/rag", k, phase_s, seed, burst=True)))
-        time.sleep(2)
+        time.sleep(settle_s)
     return idle, phases
 
 
@@ -307,9 +308,9 @@ def run_profile(stack, out: Path, phase_s: float = 15.0, levels=LEVELS, name: st
     prom = Prometheus(stack.prometheus_url)
     serve_config = stack.read_state().get("serve_config") or {}
     pids = [p["pid"] for p in stack.read_state().get("processes", [])]
-    idle, phases = measure(stack.serve_url(serve_config), phase_s, levels, report=report, pids=pids)
+    # Ray's export, then up to two scrapes: how late a phase's last requests show in Prometheus
     lag = stack.cfg.ray_metrics_report_ms / 1000 + 2 * stack.cfg.scrape_interval_s + 1
-    time.sleep(lag)
+    idle, phases = measure(stack.serve_url(serve_config), phase_s, levels, report=report, pids=pids, settle_s=lag)
     read_phases(prom, phases, lag)
     measured = {"phases": [asdict(p) for p in phases],
                 "startup_ms": _by_deployment(prom.vector(promql.replica_startup_mean_ms())),
