@@ -24,29 +24,9 @@ import psutil
 
 from stack_runs import running_stack
 from tuner.paths import REPO
+from tuner.processes import group_of
 
 ROUTES = {"rag": "/rag", "predict": "/predict", "lora": "/v1/completions"}
-
-
-def group_of(p: psutil.Process) -> str:
-    """A process's group: Ray's actors by their title, the stack's services by their program."""
-    try:
-        cmd = p.cmdline()
-    except psutil.Error:
-        return "gone"
-    head = cmd[0] if cmd else p.name()
-    if head.startswith("ray::ServeReplica:"):
-        return head.removeprefix("ray::ServeReplica:").split(":")[-1]
-    if head.startswith("ray::"):  # an actor's title carries the method it runs: one group per actor
-        return head.split()[0].split(".")[0]
-    joined = " ".join(cmd)
-    for key, name in (("milvus_lite", "Milvus Lite"), ("llm_server", "LLM emulator"), ("prometheus", "Prometheus"),
-                      ("gcs_server", "Ray GCS"), ("raylet", "raylet"), ("dashboard", "Ray dashboard"),
-                      ("locust", "load generator"), ("log_monitor", "Ray log monitor"),
-                      ("runtime_env", "Ray runtime env agent")):
-        if key in joined:
-            return name
-    return Path(head).name
 
 
 def processes(roots: list[int]) -> dict[int, psutil.Process]:

@@ -158,3 +158,17 @@ def test_correction_is_the_median_ratio_per_clause():
               real({"p99<1s": 330.0, "throughput>=5rps": 11.0}, {"p99<1s": 300.0, "throughput>=5rps": 10.0}),
               real({"p99<1s": None, "throughput>=5rps": 0.0}, {"p99<1s": 100.0, "throughput>=5rps": 10.0})]
     assert correction(trials, clauses) == {"p99<1s": pytest.approx(1.25), "throughput>=5rps": pytest.approx(1.0)}
+
+def test_a_static_count_the_corrected_simulator_puts_far_off_is_not_run_for_real(p99, tmp_path):
+    from tuner.optimize.study import static_baselines
+    bound = SLOWER * (p99[2] + p99[3]) / 2
+    assert SLOWER * p99[1] > bound * 1.02  # 1 replica misses by more than twice the noise floor
+    sim, real = backend(f"p99<{bound:.0f}ms"), Slower(backend(f"p99<{bound:.0f}ms"), SLOWER)
+    static = {label: cfg for label, cfg in static_baselines(SPACE, CONFIG, range(1, 4)).items()}
+    h = Hybrid(sim, real, SPACE, CONFIG, parse_target(f"p99<{bound:.0f}ms"), storage=f"sqlite:///{tmp_path}/s.db",
+               seed=3, named_baselines=static,
+               settings=HybridSettings(sim_trials=8, max_real=3, repeat=2, noise_floor=0.01, real_baselines=True))
+    h.run()
+    labels = [label for label, _, _ in real.calls]
+    assert "baseline-static-1-replica" not in labels
+    assert labels[0] == "baseline-starting-config"  # the correction comes from the runs before the sweep

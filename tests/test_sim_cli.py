@@ -13,6 +13,7 @@ import yaml
 from tuner.calibration_file import H100_TABLE, load_calibration
 from tuner.profile import Phase, derive
 from tuner.result import load_result
+from tuner.sim.calibration import StageTiming
 from tuner.validate import compare, replica_mae, sample
 
 SIM = [sys.executable, "-m", "tuner.cli", "sim"]
@@ -159,8 +160,20 @@ def test_profile_charges_each_route_the_host_cpu_its_requests_cost_beyond_their_
 
 
 def test_stack_cpu_counts_a_replaced_process_without_going_negative():
-    from tuner.profile import cpu_used_s
+    from tuner.profile import cpu_by_group, cpu_used_s
 
-    before = {(10, 1.0): 50.0, (11, 1.0): 3.0}
-    after = {(11, 1.0): 4.5, (12, 9.0): 0.7, (10, 8.0): 0.2}  # 10 exited; its PID came back as a new process
+    before = {(10, 1.0, "LoRACompletions"): 50.0, (11, 1.0, "proxy"): 3.0}
+    # 10 exited; its PID came back as a new process of the same deployment
+    after = {(11, 1.0, "proxy"): 4.5, (12, 9.0, "Milvus Lite"): 0.7, (10, 8.0, "LoRACompletions"): 0.2}
     assert cpu_used_s(before, after) == pytest.approx(1.5 + 0.7 + 0.2)
+    assert cpu_by_group(before, after) == pytest.approx({"proxy": 1.5, "Milvus Lite": 0.7, "LoRACompletions": 0.2})
+
+
+def test_an_ingress_that_mostly_waits_is_not_cpu_work():
+    from tuner.profile import _mostly_cpu
+
+    one = Phase("/v1/completions", 1, 0.0, 20.0, deployments={"LoRACompletions": {"processed": 100.0}},
+                cpu_s={"LoRACompletions": 0.8})   # 8 ms of CPU a request
+    assert not _mostly_cpu("LoRACompletions", StageTiming(service_ms=((1, 60.0),)), one)
+    assert _mostly_cpu("LoRACompletions", StageTiming(service_ms=((1, 12.0),)), one)
+    assert _mostly_cpu("LoRACompletions", StageTiming(service_ms=((1, 60.0),)), Phase("/v1/completions", 1, 0.0, 20.0))

@@ -170,3 +170,24 @@ def _signal(p: psutil.Process, sig: int) -> None:
         p.send_signal(sig)
     except psutil.Error:
         pass
+
+
+def group_of(p: psutil.Process) -> str:
+    """A process's group: Ray's actors by their title, the stack's services by their program."""
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return "gone"
+    head = cmd[0] if cmd else p.name()
+    if head.startswith("ray::ServeReplica:"):
+        return head.removeprefix("ray::ServeReplica:").split(":")[-1]
+    if head.startswith("ray::"):  # an actor's title carries the method it runs: one group per actor
+        return head.split()[0].split(".")[0]
+    joined = " ".join(cmd)
+    for key, name in (("milvus_lite", "Milvus Lite"), ("llm_server", "LLM emulator"), ("prometheus", "Prometheus"),
+                      ("gcs_server", "Ray GCS"), ("raylet", "raylet"), ("dashboard", "Ray dashboard"),
+                      ("locust", "load generator"), ("log_monitor", "Ray log monitor"),
+                      ("runtime_env", "Ray runtime env agent")):
+        if key in joined:
+            return name
+    return Path(head).name

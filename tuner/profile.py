@@ -38,7 +38,7 @@ from target_app.llm_server.profile import load_profile
 from target_app.topology import BATCHED, BY_DOMAIN, LLM_CALLER, MULTIPLEXED, RAG_STAGES, ROUTES, callees
 from tuner import promql
 from tuner.calibration_file import save_calibration
-from tuner.processes import started_after_boot_s
+from tuner.processes import group_of, started_after_boot_s
 from tuner.prometheus import Prometheus
 from tuner.sim.calibration import Calibration, LLMCalibration, StageTiming
 
@@ -57,6 +57,7 @@ class Phase:
     stages_ms: list[dict] = field(default_factory=list)
     errors: int = 0
     busy_cores: float | None = None  # CPU the stack's processes used over the phase, in cores
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group over the phase
     burst: bool = False  # `concurrency` requests sent at once per round, not closed-loop
     deployments: dict[str, dict] = field(default_factory=dict)
 
@@ -102,11 +103,12 @@ async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: 
     return phase
 
 
-def stack_cpu_s(pids: list[int]) -> dict[tuple[int, float], float]:
+def stack_cpu_s(pids: list[int]) -> dict[tuple[int, float, str], float]:
     """CPU seconds (user + system) used so far by each of the stack's processes and their
     descendants (Ray's workers, replicas and agents, the proxy, Milvus, the LLM server,
-    Prometheus), keyed by (pid, start time) so a reused PID is another process."""
-    out: dict[tuple[int, float], float] = {}
+    Prometheus), keyed by (pid, start time, group) so a reused PID is another process and a
+    replica's CPU is its deployment's (`group_of`)."""
+    out: dict[tuple[int, float, str], float] = {}
     for pid in pids:
         try:
             root = psutil.Process(pid)
@@ -116,17 +118,25 @@ def stack_cpu_s(pids: list[int]) -> dict[tuple[int, float], float]:
         for p in procs:
             try:
                 t = p.cpu_times()
-                out[(p.pid, started_after_boot_s(p))] = t.user + t.system
+                out[(p.pid, started_after_boot_s(p), group_of(p))] = t.user + t.system
             except psutil.Error:
                 pass
     return out
 
 
-def cpu_used_s(before: dict[tuple[int, float], float], after: dict[tuple[int, float], float]) -> float:
+def cpu_used_s(before: dict[tuple, float], after: dict[tuple, float]) -> float:
     """CPU the processes alive at the end used since `before` (all of it for one started
     since). A process that exited in between drops out rather than subtracting its total,
     which made a phase where a replica was replaced read negative."""
-    return sum(cpu - before.get(key, 0.0) for key, cpu in after.items())
+    return sum(cpu_by_group(before, after).values())
+
+
+def cpu_by_group(before: dict[tuple, float], after: dict[tuple, float]) -> dict[str, float]:
+    """`cpu_used_s` per process group (a deployment's replicas, the proxy, Milvus, ...)."""
+    out: dict[str, float] = {}
+    for key, cpu in after.items():
+        out[key[2]] = out.get(key[2], 0.0) + cpu - before.get(key, 0.0)
+    return out
 
 
 def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=print,
@@ -134,7 +144,7 @@ def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=prin
     """The stack's busy cores with no load, then each route at each concurrency level, one
     phase after another, with the stack's busy cores in each. `settle_s` apart: a phase's
     metrics reach Prometheus that late, and its window must not take in the next phase's."""
-    def busy_cpu_s() -> dict[tuple[int, float], float]:
+    def busy_cpu_s() -> dict[tuple[int, float, str], float]:
         return stack_cpu_s(list(pids))
 
     report(f"idle stack for {min(phase_s, 10):g}s")
@@ -147,7 +157,9 @@ def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=prin
             report(f"{route} at concurrency {c} for {phase_s:g}s")
             c0, t0 = busy_cpu_s(), time.monotonic()
             phase = asyncio.run(_drive(host, route, c, phase_s, seed))
-            phase.busy_cores = cpu_used_s(c0, busy_cpu_s()) / (time.monotonic() - t0)
+            c1 = busy_cpu_s()
+            phase.busy_cores = cpu_used_s(c0, c1) / (time.monotonic() - t0)
+            phase.cpu_s = cpu_by_group(c0, c1)
             phases.append(phase)
             time.sleep(settle_s)
     for k in BURSTS:  # batches of known size at the RAG chain's first batched stage
@@ -215,6 +227,18 @@ def _batch_points(dep: str, s1: float, max_size: int, one: Phase, mine: list[Pha
     return tuple((b, round(max(0.2, statistics.mean(v)), 3)) for b, v in sorted(pts.items()))
 
 
+def _mostly_cpu(dep: str, timing: StageTiming, one: Phase) -> bool:
+    """Whether a stage's own time is mostly its processes' CPU, as measured in the phase at
+    concurrency 1 (at least half of it); without that measurement (older files), yes. An
+    ingress' own time can be mostly waiting: the LoRA route's spends about 8 ms of CPU of 50-85
+    ms between the proxy and the model (Serve's handle and router), time the host model must
+    not count as CPU."""
+    cpu_s, n = one.cpu_s.get(dep), one.deployments.get(dep, {}).get("processed")
+    if cpu_s is None or not n:
+        return True
+    return cpu_s * 1000 / n >= 0.5 * timing.mean_ms(1)
+
+
 def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, source: str, serve_config: dict,
            name: str = "measured", host_cpus: float | None = None, idle_cores: float | None = None) -> Calibration:
     """The calibration from measured phases (see the module's docstring)."""
@@ -280,7 +304,7 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
     stages["RAGService"] = stages["RAGService"].model_copy(update={"service_ms": ((1, round(max(0.2, beyond - proxy), 3)),)})
     for dep, d in deployed.items():  # waiting on the LLM server, or holding an emulated device, is no CPU work
         compute = (d.user_config.get("compute") or {}).get("mode")
-        if dep in stages and (dep == LLM_CALLER or compute == "emulated"):
+        if dep in stages and (dep == LLM_CALLER or compute == "emulated" or not _mostly_cpu(dep, stages[dep], single[route_of[dep]])):
             stages[dep] = stages[dep].model_copy(update={"cpu_bound": False})
     prompts = [p.deployments["__llm__"]["prompt_tokens"] for p in phases if p.route == "/rag"]
     prompt = _mean(prompts)

@@ -186,7 +186,10 @@ class Hybrid:
 
     def _verify_baselines(self, round0: optuna.Study) -> None:
         """Run each baseline once for real; the static sweep (in rising replica counts) stops at
-        the first count that passes: more replicas cost more."""
+        the first count that passes: more replicas cost more. A static count the simulator,
+        corrected by the real runs so far, puts far from the target is reported as simulated
+        (`_hopeless`): a real run would only confirm the miss, and the runs it saves are a
+        candidate's verification."""
         done = {tuple(TrialAttrs.of(t).baselines) for t in completed(self.real_study)}
         for t in completed(round0):
             labels = tuple(TrialAttrs.of(t).baselines)
@@ -194,8 +197,20 @@ class Hybrid:
             if static and any(p.passed and all(label.startswith(STATIC) for label in p.baselines)
                               for p in map(TrialAttrs.of, completed(self.real_study)) if p.baselines):
                 continue
+            if static and self._hopeless(t):
+                continue
             if labels and labels not in done and not self._no_time_for(1):
                 self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
+
+    def _hopeless(self, sim_trial: StudyTrial) -> bool:
+        """Whether the simulated trial, corrected by the real runs so far, misses some clause by
+        more than twice the noise floor (relative to its bound): beyond what noise and one
+        run's error could turn into a pass."""
+        factors = self.factors()
+        if not factors:
+            return False
+        _, shortfalls, _ = rejudge(sim_trial, self.clauses, factors)
+        return any(s > 2 * self.settings.noise_floor for s in shortfalls)
 
     def _verify(self, sim_trial: StudyTrial, k: int, label: str, repeat: int | None = None,
                 labels: list[str] | None = None) -> StudyTrial:
