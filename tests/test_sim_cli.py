@@ -139,7 +139,14 @@ def test_profile_derives_service_times_from_the_exact_figures_first():
     assert cal.llm.prompt_tokens == 250
     # the proxy: the short routes' client latency less their ingress (median of 22-15, 155-140)
     assert cal.proxy_ms == pytest.approx(11.0)
-    assert cal.stage("RAGService").mean_ms(1) == pytest.approx(0.2)  # 3 ms beyond the stages, less the proxy
+    # each ingress takes what the client saw beyond what the simulator explains: settled again,
+    # it moves by little (the simulated requests now take the phase's mean)
+    from tuner.profile import settle_ingresses
+    single = {p.route: p for p in phases if p.concurrency == 1}
+    again = settle_ingresses(cal, single, CONFIG)
+    for ingress in ("RAGService", "DomainRouter", "LoRACompletions"):
+        assert again[ingress].mean_ms(1) == pytest.approx(cal.stage(ingress).mean_ms(1), rel=0.1, abs=2.0)
+    assert cal.stage("RAGService").mean_ms(1) > 0.2  # the stages' hops it calls through are its time too
     assert not cal.stage("Reranker").cpu_bound and not cal.stage("LLMGenerator").cpu_bound  # emulated, HTTP wait
     assert not cal.stage("QueryRewriter").cpu_bound and cal.stage("VectorSearch").cpu_bound
 

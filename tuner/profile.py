@@ -45,6 +45,7 @@ from tuner.sim.calibration import Calibration, LLMCalibration, StageTiming
 MIX_ROUTE = {"/rag": "rag", "/predict": "predict", "/v1/completions": "lora"}
 LEVELS = (1, 2, 4, 8)
 BURSTS = (4, 8, 16)
+SEED = 0  # of the phases' requests (the mix); `settle_ingresses` simulates the same ones
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Phase:
     deployments: dict[str, dict] = field(default_factory=dict)
 
 
-async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: int, burst: bool = False) -> Phase:
+async def _drive(host: str, route: str, concurrency: int, seconds: float, seed: int = SEED, burst: bool = False) -> Phase:
     """Closed loop with `concurrency` clients; or, with `burst`, rounds of `concurrency`
     requests sent at once (so they reach the first batched stage together)."""
     import httpx
@@ -139,7 +140,7 @@ def cpu_by_group(before: dict[tuple, float], after: dict[tuple, float]) -> dict[
     return out
 
 
-def measure(host: str, phase_s: float, levels=LEVELS, seed: int = 0, report=print,
+def measure(host: str, phase_s: float, levels=LEVELS, seed: int = SEED, report=print,
             pids: list[int] = (), settle_s: float = 2.0) -> tuple[float, list[Phase]]:
     """The stack's busy cores with no load, then each route at each concurrency level, one
     phase after another, with the stack's busy cores in each. `settle_s` apart: a phase's
@@ -239,6 +240,41 @@ def _mostly_cpu(dep: str, timing: StageTiming, one: Phase) -> bool:
     return cpu_s * 1000 / n >= 0.5 * timing.mean_ms(1)
 
 
+def settle_ingresses(cal: Calibration, single: dict[str, Phase], serve_config: dict) -> dict[str, StageTiming]:
+    """Each route's ingress takes, as its own time, what the client saw at concurrency 1 beyond
+    what the simulator explains with the rest of the calibration and the emulated tables: the
+    same requests as the phase (one at a time, from empty adapter caches) simulated with the
+    ingress as derived, the difference in mean latency added to it. What it covers: Serve's
+    proxy and handle calls, the replicas' own overhead around an emulated device, and HTTP,
+    none of which Prometheus' coarse means can split between deployments."""
+    import pandas as pd
+
+    from tuner.calibration_file import accelerator_tables
+    from tuner.sim.cluster import ClusterSpec
+    from tuner.sim.run import simulate
+
+    tables, stages = accelerator_tables(serve_config), dict(cal.stages)
+    for route, one in single.items():
+        if len(one.latencies_ms) < 3:
+            continue
+        ingress, n = ROUTES[route], len(one.latencies_ms)
+        mix = RequestMix(MixSettings(weights={MIX_ROUTE[route]: 1.0}, rag_stream=False), np.zeros(4096), SEED)
+        reqs = [mix.request(i % 4096) for i in range(n)]
+        gap_s = 2 * max(one.latencies_ms) / 1000 + 1  # one at a time, as the closed loop sent them
+        plan = pd.DataFrame({"t": np.arange(n) * gap_s, "path": [r.path for r in reqs], "stream": [r.stream for r in reqs],
+                             "adapter": [r.adapter for r in reqs], "domain": [r.body.get("domain") for r in reqs],
+                             "prompt_tokens": [r.prompt_tokens for r in reqs], "max_tokens": [r.max_tokens for r in reqs]})
+        out = simulate(serve_config, plan, cal.model_copy(update={"stages": stages}), ClusterSpec(),
+                       duration_s=n * gap_s, tables=tables, seed=SEED)
+        ok = out.records[out.records["status"] == 200]
+        if ok.empty:
+            continue
+        missing = statistics.mean(one.latencies_ms) - float(ok["latency_ms"].mean())
+        own = max(0.2, stages[ingress].mean_ms(1) + missing)
+        stages[ingress] = stages[ingress].model_copy(update={"service_ms": ((1, round(own, 3)),)})
+    return stages
+
+
 def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, source: str, serve_config: dict,
            name: str = "measured", host_cpus: float | None = None, idle_cores: float | None = None) -> Calibration:
     """The calibration from measured phases (see the module's docstring)."""
@@ -302,19 +338,21 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
     proxy = max(0.0, statistics.median(proxies)) if proxies else 2.0
     beyond = statistics.mean(rag.latencies_ms) - sum(stage.values())
     stages["RAGService"] = stages["RAGService"].model_copy(update={"service_ms": ((1, round(max(0.2, beyond - proxy), 3)),)})
-    for dep, d in deployed.items():  # waiting on the LLM server, or holding an emulated device, is no CPU work
-        compute = (d.user_config.get("compute") or {}).get("mode")
-        if dep in stages and (dep == LLM_CALLER or compute == "emulated" or not _mostly_cpu(dep, stages[dep], single[route_of[dep]])):
-            stages[dep] = stages[dep].model_copy(update={"cpu_bound": False})
     prompts = [p.deployments["__llm__"]["prompt_tokens"] for p in phases if p.route == "/rag"]
     prompt = _mean(prompts)
     llm = LLMCalibration(profile=load_profile(llm_profile), prompt_tokens=max(1, round(prompt)) if prompt else 400,
                          http_ms=0.0)
+    stages = settle_ingresses(Calibration(name=name, proxy_ms=round(proxy, 3), hop_ms=0.0, stages=stages, llm=llm),
+                              single, serve_config)
+    for dep, d in deployed.items():  # waiting on the LLM server, or holding an emulated device, is no CPU work
+        compute = (d.user_config.get("compute") or {}).get("mode")
+        if dep in stages and (dep == LLM_CALLER or compute == "emulated" or not _mostly_cpu(dep, stages[dep], single[route_of[dep]])):
+            stages[dep] = stages[dep].model_copy(update={"cpu_bound": False})
     extra: dict = {}
     if host_cpus and idle_cores is not None:
         own = {r: sum(stages[d].mean_ms(1) for d, rr in route_of.items() if rr == r and stages[d].cpu_bound
                       and d not in BY_DOMAIN.get("DomainRouter", {}).values()) for r in ROUTES}
-        classifiers = [stages[d].mean_ms(1) for d in BY_DOMAIN["DomainRouter"].values()]
+        classifiers = [stages[d].mean_ms(1) if stages[d].cpu_bound else 0.0 for d in BY_DOMAIN["DomainRouter"].values()]
         own["/predict"] += statistics.mean(classifiers)  # one classifier per request
         for dep in MULTIPLEXED:  # adapter loads are the model's own work too
             one = single[route_of[dep]]
