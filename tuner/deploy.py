@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import StackError, UsageError, first_problem, read_yaml
+from tuner import settle
 from tuner.names import app_name, deployment_key
 
 APPLICATIONS_PATH = "/api/serve/applications/"
@@ -271,7 +272,7 @@ def running_replicas(details: dict) -> dict[str, dict]:
     return out
 
 
-def wait_settled(dashboard_url: str, expected: dict[str, int], timeout_s: float, stable_s: float = 2.0,
+def wait_settled(dashboard_url: str, expected: dict[str, int], timeout_s: float, stable_s: float = settle.STABLE_S,
                  headers: dict | None = None) -> dict[str, dict]:
     """Wait until every deployment is HEALTHY with exactly its expected RUNNING replicas, and
     has stayed so for `stable_s`; returns the replica view."""
@@ -290,7 +291,7 @@ def wait_settled(dashboard_url: str, expected: dict[str, int], timeout_s: float,
                 return view
         else:
             since = None
-        time.sleep(0.5)
+        time.sleep(settle.POLL_S)
     off = {k: (len(view.get(k, {}).get("running", [])), n) for k, n in expected.items()
            if len(view.get(k, {}).get("running", [])) != n or view.get(k, {}).get("status") != "HEALTHY"}
     raise StackError(f"replicas did not settle in {timeout_s:.0f}s (running, expected): {off}")

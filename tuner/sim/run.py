@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tuner.sim.app import ClientRequest, SimApp
+from tuner import settle
 from tuner.sim.calibration import Calibration
 from tuner.sim.cluster import HEAD, ClusterSpec
 from tuner.sim.emulated import EmulatedTables
@@ -71,7 +72,8 @@ def simulate(serve_config: dict, plan: pd.DataFrame, cal: Calibration, cluster: 
     warm = plan[plan["t"] < min(warmup_s, duration_s)]
     primed = prime if prime is not None else plan[:0]
     end = duration_s + drain_s
-    first = -warmup_s + (float(primed["t"].min()) if len(primed) else 0.0)
+    # Serve's controller took the trial's config this long before the first request (tuner.settle)
+    first = -warmup_s + (float(primed["t"].min()) if len(primed) else 0.0) - settle.LEAD_S
     app = SimApp(serve_config, cal, cluster, seed=seed, start=first, until=end, tables=tables, llm_hpa=llm_hpa,
                  max_in_flight=max_in_flight)
     prime_reqs = _requests(primed, -warmup_s, -len(warm) - len(primed))
