@@ -1,0 +1,39 @@
+"""The outcome benchmark's verdict (scripts/bench_outcome.py): the tuned configuration's saving
+is taken against the cheapest baseline whose median meets the target, and a baseline or a
+tuned answer that misses is never the reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_outcome", REPO / "scripts" / "bench_outcome.py")
+bo = sys.modules["bench_outcome"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bo)
+
+
+def row(cost: float, p99: float, met: bool) -> dict:
+    return {"cost_per_hour": cost, "p99_ms": p99, "p99_runs": [p99 * 0.9, p99, p99 * 1.1], "met": met, "status": "x"}
+
+
+def case(rows: dict) -> dict:
+    return {"rows": rows, "hybrid": {"real_candidates": 1, "sim_winners_failed": 0, "correction": {"p99<500ms": 1.05}},
+            "trials": {"real": 6}, "search_wall_s": 900.0}
+
+
+def test_the_saving_is_against_the_cheapest_baseline_that_meets():
+    rows = {"Ray defaults": row(4.9, 1100, False), "seed article": row(5.7, 620, False),
+            "static 2 replicas": row(7.4, 480, True), "static 3 replicas": row(8.2, 450, True),
+            "tuned": row(5.8, 360, True), "tuned, held out": row(5.8, 420, True)}
+    text = bo.table({"burst": case(rows)}, "p99<500ms", 3)
+    line = next(x for x in text.splitlines() if x.startswith("| burst | static 2 replicas (7.40/h)"))
+    assert "| 22% |" in line and "p99 420 ms, met" in line and "| 6 | 0 of 1 | x1.05 | 15.0 |" in line
+
+
+def test_a_tuned_answer_that_misses_saves_nothing_and_no_baseline_meeting_is_said():
+    rows = {"Ray defaults": row(4.9, 1100, False), "tuned": row(3.0, 700, False)}
+    line = next(x for x in bo.table({"diurnal": case(rows)}, "p99<500ms", 3).splitlines()
+                if x.startswith("| diurnal | none"))
+    assert "| - |" in line
