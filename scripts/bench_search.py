@@ -204,12 +204,12 @@ def median_reach(reach: list[int | None]) -> float:
 
 
 def goal(reach: dict[str, list[int | None]], model: str = "tpe", baseline: str = "random") -> dict:
-    """Issue 05's goal: `model` reaches within 5 % on every seed, in at most half the median
-    trials random search needs."""
+    """Issue 10's goal: `model` reaches within 5 % on every seed, in at most a quarter of the
+    median trials random search needs (issue 05's was half)."""
     m, b = median_reach(reach[model]), median_reach(reach[baseline])
     every = all(r is not None for r in reach[model])
     return {"sampler": model, "baseline": baseline, "median": m, "baseline_median": b,
-            "ratio": m / b if np.isfinite(b) else None, "every_seed_reached": every, "met": every and m <= b / 2}
+            "ratio": m / b if np.isfinite(b) else None, "every_seed_reached": every, "met": every and m <= b / 4}
 
 
 def plot_curves(searches: dict[str, dict[int, dict]], optimum: float, trials: int, path: Path) -> None:

@@ -30,7 +30,7 @@ OWN = {  # each scenario's own options, as scenarios/README.md lists them
     "burst": {"burst_rps", "burst_width", "burst_period", "burst_first"},
     "spike": {"spike_rps", "spike_at", "spike_width"},
     "diurnal": {"rate_peak", "peak_at", "day_profile"},
-    "trace_replay": {"trace", "speedup", "rate_scale"},
+    "trace_replay": {"trace", "speedup", "rate_scale", "trace_start"},
     "lora_skew": {"shift_every"},
 }
 
