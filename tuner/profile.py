@@ -13,6 +13,9 @@ requests the scenarios send. What is exact is used first:
   with its size, the /predict and /v1/completions split between ingress and model, the
   per-replica concurrency of unbatched models, start and load times;
 - the proxy's share is a route's client latency less what the stages account for;
+- each route's ingress takes what the client saw at concurrency 1 beyond what the simulator
+  explains with the rest (`settle_ingresses`), and counts as host CPU only where its own
+  processes' CPU, measured per process group, was at least half of it;
 - the spread (cv) of service times is the client latency's at concurrency 1 on each route.
 Measurements on this 2-core machine share the CPU with everything else; that is part of what
 the calibration captures, and what `tuner validate` then checks.
@@ -331,13 +334,11 @@ def derive(phases: list[Phase], startup_ms: dict[str, float], llm_profile: str, 
             timing["concurrency"] = max(1, round(sustained))
         stages[dep] = StageTiming(**timing)
     # The proxy's share: a route's client latency less its ingress' processing (the short
-    # routes, where the coarse processing time matters least); the RAG ingress' own time is
-    # what the client saw beyond the four stages and the proxy.
+    # routes, where the coarse processing time matters least). Each ingress' own time is then
+    # settled against the client's latency (`settle_ingresses`).
     proxies = [statistics.mean(p.latencies_ms) - (fig(p, ROUTES[r], "processing_ms") or 0.0)
                for r, p in single.items() if r != "/rag" and p.latencies_ms]
     proxy = max(0.0, statistics.median(proxies)) if proxies else 2.0
-    beyond = statistics.mean(rag.latencies_ms) - sum(stage.values())
-    stages["RAGService"] = stages["RAGService"].model_copy(update={"service_ms": ((1, round(max(0.2, beyond - proxy), 3)),)})
     prompts = [p.deployments["__llm__"]["prompt_tokens"] for p in phases if p.route == "/rag"]
     prompt = _mean(prompts)
     llm = LLMCalibration(profile=load_profile(llm_profile), prompt_tokens=max(1, round(prompt)) if prompt else 400,
