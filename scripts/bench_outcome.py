@@ -50,12 +50,25 @@ def tuner(*args: str, log: Path) -> int:
     return r.returncode
 
 
+def search_args(a: argparse.Namespace, scenario: str, out: Path) -> list[str]:
+    """`tuner optimize` as scripts/main.sh runs it; a search that was cut off resumes its study."""
+    resume = ["--resume"] if out.is_dir() and any(out.iterdir()) else []
+    return ["optimize", "--scenario", scenario, "--target", a.target, "--out", str(out), "--duration", f"{a.duration:g}",
+            "--warmup", f"{a.warmup:g}", "--time-budget", f"{a.time_budget:g}", *resume]
+
+
+def measure_args(a: argparse.Namespace, scenario: str, config: Path, out: Path, extra: list[str] = ()) -> list[str]:
+    """`tuner run` of one configuration, `--repeat` times; what a cut-off run left is replaced."""
+    return ["run", "--config", str(config), "--scenario", scenario, "--target", a.target, "--repeat", str(a.repeat),
+            "--duration", f"{a.duration:g}", "--warmup", f"{a.warmup:g}", "--out", str(out), "--force", "--no-report",
+            *extra]
+
+
 def search(a: argparse.Namespace, scenario: str, out: Path) -> dict:
     """The hybrid search as scripts/main.sh runs it; its summary.json and wall time."""
     if not (out / "summary.json").exists():
         t = time.perf_counter()
-        tuner("optimize", "--scenario", scenario, "--target", a.target, "--out", str(out), "--duration", f"{a.duration:g}",
-              "--warmup", f"{a.warmup:g}", "--time-budget", f"{a.time_budget:g}", "--force", log=out.with_suffix(".log"))
+        tuner(*search_args(a, scenario, out), log=out.with_suffix(".log"))
         (out / "wall_s").write_text(f"{time.perf_counter() - t:.1f}")
     return json.loads((out / "summary.json").read_text())
 
@@ -63,9 +76,7 @@ def search(a: argparse.Namespace, scenario: str, out: Path) -> dict:
 def measure(a: argparse.Namespace, scenario: str, config: Path, out: Path, extra: list[str] = ()) -> dict:
     """`--repeat` real runs of one configuration: median cost/h and p99, and whether the median meets."""
     if not (out / "result.json").exists():
-        tuner("run", "--config", str(config), "--scenario", scenario, "--target", a.target, "--repeat", str(a.repeat),
-              "--duration", f"{a.duration:g}", "--warmup", f"{a.warmup:g}", "--out", str(out), "--force",
-              "--no-report", *extra, log=out.with_suffix(".log"))
+        tuner(*measure_args(a, scenario, config, out, extra), log=out.with_suffix(".log"))
     res = json.loads((out / "result.json").read_text())
     spread = res["repeat"]["spread"] if res.get("repeat") else {}
     costs = [v for v in (spread.get("cost", {}).get("values") or []) if v is not None]
@@ -139,7 +150,7 @@ def table(results: dict[str, dict], target: str, repeat: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/outcome"))
     ap.add_argument("--target", default="p99<500ms")
@@ -149,7 +160,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     ap.add_argument("--reuse", type=Path, default=None, help="tabulate an earlier run of this")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
     if a.reuse:
         a.out = a.reuse
     results = {s: case(a, s) for s in a.only.split(",")}

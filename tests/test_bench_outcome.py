@@ -37,3 +37,26 @@ def test_a_tuned_answer_that_misses_saves_nothing_and_no_baseline_meeting_is_sai
     line = next(x for x in bo.table({"diurnal": case(rows)}, "p99<500ms", 3).splitlines()
                 if x.startswith("| diurnal | none"))
     assert "| - |" in line
+
+
+def test_the_commands_it_runs_are_ones_the_cli_accepts(tmp_path):
+    """Every `tuner` command line the benchmark builds parses as the CLI's own (options, ranges),
+    a resumed search included."""
+    import click
+    import typer
+
+    from tuner.cli import app
+
+    commands = typer.main.get_command(app).commands
+    a = bo.parser().parse_args([])
+    search_out = tmp_path / "search"
+    lines = [bo.search_args(a, "burst", search_out)]
+    search_out.mkdir()
+    (search_out / "study.db").write_text("")
+    lines.append(bo.search_args(a, "burst", search_out))
+    lines += [bo.measure_args(a, s, tmp_path / "c.yaml", tmp_path / "m", bo.HELD_OUT[s]) for s in bo.SCENARIOS]
+    assert "--resume" in lines[1] and "--resume" not in lines[0]
+    for args in lines:
+        name, *rest = args
+        with click.Context(commands[name]) as parent:
+            commands[name].make_context(name, list(rest), parent=parent)
