@@ -23,8 +23,9 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 from unittest import mock
 
 # Run as `python scripts/bench_search.py`: the repository is not on the path by itself.
@@ -41,8 +42,11 @@ from tuner.optimize.space import Space, apply, load_space, repair  # noqa: E402
 from tuner.plan import make_plan, split_scenario  # noqa: E402
 from tuner.optimize import study as study_module  # noqa: E402
 from tuner.optimize.attrs import TrialAttrs  # noqa: E402
-from tuner.optimize.study import baselines, run_study  # noqa: E402
+from tuner.optimize.search import SearchSettings, named_baselines  # noqa: E402
+from tuner.optimize.study import baselines, completed, run_study  # noqa: E402
+from tuner.optimize.warm_start import prior_trials  # noqa: E402
 from tuner.result import TrialResult  # noqa: E402
+from tuner.target import parse_target  # noqa: E402
 
 TOLERANCE = 0.05  # the goal: within 5 % of the grid's optimum cost
 # Sampler settings run_study does not offer, measured here beside its own (`--samplers`).
@@ -52,13 +56,40 @@ VARIANTS = {
     "tpe-ei100": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5,
                                                          n_ei_candidates=100),
     "tpe-group": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5),
+    # the good share: a quarter (as a warm-started TPE ships), and Optuna's tenth (as a cold one)
+    "tpe-gamma25": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5,
+                                                           gamma=study_module._quarter),
+    "tpe-gamma10": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5),
+    # less weight on the uniform prior: the good trials' choices dominate sooner
+    "tpe-prior05": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5,
+                                                           prior_weight=0.5),
 }
 SHIPPED_SAMPLER = study_module.make_sampler
+# A sampler named "<sampler>-warm" starts each study from a simulated study of the same space
+# (`tuner optimize --warm-start`): `SOURCE_TRIALS` trials of the shipped TPE, as a hybrid's
+# simulated round runs them, on a grid simulated as the main job simulates (45 s after 10 s) and on
+# other arrivals (seed 1), so its optimum need not be the objective's. Only the warm study's own
+# trials are counted.
+WARM = "-warm"
+SOURCE = {"duration_s": 45.0, "warmup_s": 10.0, "seed": 1}
+SOURCE_TRIALS = SearchSettings().trials
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """run_study's samplers, and the variants above."""
-    return VARIANTS[name](seed) if name in VARIANTS else SHIPPED_SAMPLER(name, seed)
+def make_sampler(name: str, seed: int, warm: bool = False) -> optuna.samplers.BaseSampler:
+    """run_study's samplers (warm or cold as run_study asks), and the variants above (as they are)."""
+    return VARIANTS[name](seed) if name in VARIANTS else SHIPPED_SAMPLER(name, seed, warm=warm)
+
+
+def cli_named_baselines(space: Space, serve_config: dict) -> dict[str, dict]:
+    """The named baselines `tuner optimize` adds on its defaults (the seed article's settings, the
+    static sweep to its default count), so every study starts as the command's does."""
+    import typer
+
+    from tuner.cli import app
+
+    command = typer.main.get_command(app).commands["optimize"]
+    sweep = next(p.default for p in command.params if p.name == "static_sweep")
+    return named_baselines(serve_config, deploy.load_serve_config(SERVE_CONFIG), {}, space, sweep)
 
 
 @dataclass(frozen=True)
@@ -138,7 +169,7 @@ class TableBackend:
 
 
 def grid_summary(points: list[dict], space: Space, serve_config: dict, table: dict[str, Evaluation],
-                 tol: float = TOLERANCE) -> tuple[dict, pd.DataFrame]:
+                 tol: float = TOLERANCE, named: dict[str, dict] | None = None) -> tuple[dict, pd.DataFrame]:
     """The grid's optimum (cheapest feasible cost) and the shares of grid points that are
     feasible and within `tol` of it; shares over the raw points, the draws random search makes."""
     rows = []
@@ -151,7 +182,7 @@ def grid_summary(points: list[dict], space: Space, serve_config: dict, table: di
     optimum = float(feasible["cost_per_hour"].min()) if len(feasible) else None
     near = feasible[feasible["cost_per_hour"] <= reach_bound(optimum, tol)] if optimum is not None else feasible
     base = {label: {"cost_per_hour": (ev := table[value_key(v)]).cost, "feasible": ev.feasible, "p99_ms": ev.p99_ms()}
-            for label, v in baselines(space, serve_config).items()}
+            for label, v in baselines(space, serve_config, named).items()}
     summary = {"points": len(grid), "distinct_configs": len(table), "feasible_share": len(feasible) / len(grid),
                "optimum_cost_per_hour": optimum, "within_share": len(near) / len(grid), "within_points": len(near),
                "tolerance": tol, "cost_range": [float(grid["cost_per_hour"].min()), float(grid["cost_per_hour"].max())],
@@ -165,11 +196,10 @@ def reach_bound(optimum: float, tol: float = TOLERANCE) -> float:
 
 
 def best_curve(study: optuna.Study) -> list[float | None]:
-    """The best feasible cost after each completed trial (None before the first feasible one)."""
+    """The best feasible cost after each completed trial of the study's own (None before the
+    first feasible one; a warm start's prior trials are not counted)."""
     curve, best = [], None
-    for t in sorted(study.trials, key=lambda t: t.number):
-        if t.state != optuna.trial.TrialState.COMPLETE:
-            continue
+    for t in sorted(completed(study), key=lambda t: t.number):
         if TrialAttrs.of(t).feasible and (best is None or t.value < best):
             best = t.value
         curve.append(best)
@@ -183,17 +213,30 @@ def trials_to_reach(curve: list[float | None], optimum: float, tol: float = TOLE
     return next((i + 1 for i, c in enumerate(curve) if c is not None and c <= bound), None)
 
 
+def source_prior(source, space: Space, serve_config: dict, named: dict[str, dict], target: str, seed: int) -> list:
+    """A warm start's prior trials: the shipped TPE's study of `SOURCE_TRIALS` on the source
+    backend, made prior trials against `target` as `tuner optimize --warm-start` makes them."""
+    study = run_study(source, space, serve_config, trials=SOURCE_TRIALS, storage=optuna.storages.InMemoryStorage(),
+                      name=f"source-{seed}", seed=seed, named_baselines=named)
+    clauses = {c.text: c for c in parse_target(target).clauses}
+    return prior_trials([("source", t) for t in completed(study)], "source", space, clauses, pareto=False)
+
+
 def run_searches(backend, space: Space, serve_config: dict, samplers: list[str], seeds: list[int],
-                 trials: int) -> dict[str, dict[int, dict]]:
-    """`run_study` per sampler and seed, each in memory: its curve and seconds."""
+                 trials: int, named: dict[str, dict] | None = None,
+                 prior: Callable[[int], list] | None = None) -> dict[str, dict[int, dict]]:
+    """`run_study` per sampler and seed, each in memory: its curve and seconds (a warm one's
+    seconds without its source study's)."""
     out: dict[str, dict[int, dict]] = {}
     with mock.patch.object(study_module, "make_sampler", make_sampler):
         for sampler in samplers:
+            warm = sampler.endswith(WARM)
             for seed in seeds:
+                start = prior(seed) if warm else None
                 t0 = time.perf_counter()
                 study = run_study(backend, space, serve_config, trials=trials,
                                   storage=optuna.storages.InMemoryStorage(), name=f"{sampler}-{seed}", seed=seed,
-                                  sampler=sampler)
+                                  sampler=sampler.removesuffix(WARM), named_baselines=named, prior=start)
                 out.setdefault(sampler, {})[seed] = {"curve": best_curve(study), "seconds": time.perf_counter() - t0}
     return out
 
@@ -259,6 +302,27 @@ def markdown(reach: dict[str, list[int | None]], seeds: list[int], trials: int, 
     return "\n".join(lines)
 
 
+def grid_table(bench: Bench, serve_config: dict, space: Space, points: list[dict], reuse: Path | None,
+               out: Path) -> dict[str, dict]:
+    """The grid simulated for `bench` (or read from `reuse`), written to `out`."""
+    raw = load_table(reuse, bench) if reuse else simulate_grid(sim_backend(bench, serve_config), space, serve_config, points)
+    out.write_text(json.dumps({"bench": asdict(bench), "table": raw}))
+    return raw
+
+
+def source_standing(points: list[dict], space: Space, serve_config: dict, source: dict[str, Evaluation],
+                    table: dict[str, Evaluation], named: dict[str, dict]) -> dict:
+    """How far the warm start's source is from the objective: the source's cheapest feasible
+    configurations, and whether the objective puts each within 5 % of its own optimum."""
+    src, obj = (grid_summary(points, space, serve_config, t, named=named)[0] for t in (source, table))
+    keys = {value_key(repair(v, space, serve_config)) for v in points}
+    best = [k for k in keys if source[k].feasible and source[k].cost <= reach_bound(src["optimum_cost_per_hour"], 0.0)]
+    bound = reach_bound(obj["optimum_cost_per_hour"])
+    return {"source_optimum": src["optimum_cost_per_hour"], "source_feasible_share": src["feasible_share"],
+            "points": len(best), "objective_cost": sorted({round(table[k].cost, 4) for k in best}),
+            "within": sum(table[k].feasible and table[k].cost <= bound for k in best)}
+
+
 def load_table(path: Path, bench: Bench) -> dict[str, dict]:
     """The simulated grid of an earlier run (SystemExit when it was simulated with other settings)."""
     data = json.loads(path.read_text())
@@ -274,8 +338,10 @@ def main() -> None:
                     help="read the simulated grid from --out/grid.json (or the file given)")
     ap.add_argument("--trials", type=int, default=200, help="completed trials per study, the two baselines included")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1 (held-out seeds for a choice made on others)")
     ap.add_argument("--samplers", default="tpe,random",
-                    help=f"comma-separated: {', '.join(study_module.SAMPLERS + tuple(VARIANTS))}")
+                    help=f"comma-separated: {', '.join(study_module.SAMPLERS + tuple(VARIANTS))}, "
+                         f"each also warm-started as NAME{WARM}")
     ap.add_argument("--target", default=Bench.target)
     ap.add_argument("--scenario", default=Bench.scenario)
     ap.add_argument("--duration", type=float, default=Bench.duration_s)
@@ -288,16 +354,14 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
 
     serve_config, space = load_bench(bench)
+    named = cli_named_baselines(space, serve_config)
     points = grid_points(space)
     t0 = time.perf_counter()
-    if a.reuse:
-        raw = load_table(a.out / "grid.json" if a.reuse is True else Path(a.reuse), bench)
-    else:
-        raw = simulate_grid(sim_backend(bench, serve_config), space, serve_config, points)
-    (a.out / "grid.json").write_text(json.dumps({"bench": asdict(bench), "table": raw}))
+    grid_json = a.out / "grid.json" if a.reuse in (None, True) else Path(a.reuse)
+    raw = grid_table(bench, serve_config, space, points, grid_json if a.reuse else None, a.out / "grid.json")
     grid_s = time.perf_counter() - t0
     table = evaluations(raw, serve_config)
-    summary, grid = grid_summary(points, space, serve_config, table)
+    summary, grid = grid_summary(points, space, serve_config, table, named=named)
     grid.to_csv(a.out / "grid.csv", index=False)
     if summary["optimum_cost_per_hour"] is None:
         raise SystemExit("no grid point meets the target: choose a looser one")
@@ -307,8 +371,20 @@ def main() -> None:
           f"optimum {optimum:.4f}/h, within 5 %: {summary['within_points']} points ({summary['within_share']:.2%})",
           flush=True)
 
-    samplers, seeds = a.samplers.split(","), list(range(a.seeds))
-    searches = run_searches(TableBackend(table), space, serve_config, samplers, seeds, a.trials)
+    samplers, seeds = a.samplers.split(","), list(range(a.first_seed, a.first_seed + a.seeds))
+    prior = None
+    if any(x.endswith(WARM) for x in samplers):
+        source_bench = replace(bench, **SOURCE)
+        source_json = grid_json.with_name("grid-source.json")
+        source = evaluations(grid_table(source_bench, serve_config, space, points,
+                                        source_json if a.reuse and source_json.exists() else None,
+                                        a.out / "grid-source.json"), serve_config)
+        summary["source"] = source_standing(points, space, serve_config, source, table, named)
+        print(f"warm start's source: {source_bench}; its optimum {summary['source']['source_optimum']:.4f}/h "
+              f"({summary['source']['points']} points) costs {summary['source']['objective_cost']} on the objective, "
+              f"of them within 5 % of the objective's optimum: {summary['source']['within']}", flush=True)
+        prior = lambda seed: source_prior(TableBackend(source), space, serve_config, named, bench.target, seed)  # noqa: E731
+    searches = run_searches(TableBackend(table), space, serve_config, samplers, seeds, a.trials, named, prior)
     reach = {s: [trials_to_reach(searches[s][seed]["curve"], optimum) for seed in seeds] for s in samplers}
     seconds = {s: float(np.mean([r["seconds"] for r in searches[s].values()])) for s in samplers}
     verdicts = {s: goal(reach, s) for s in samplers if s != "random"} if "random" in samplers else {}

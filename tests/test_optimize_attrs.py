@@ -18,7 +18,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 FULL = TrialAttrs(values={"serve.M.num_replicas": 2, "serve.M.target_ongoing_requests": 1.5},
                   violations=[-0.25, 0.1], feasible=False, p99_ms=812.5, statuses=["passed", "unmeasured"],
                   clause_values=[{"p99<500ms": 0.41, "errors<1%": None}], noise=0.04, baselines=["starting config"],
-                  copied_from="sim-0:3", label="real-001", round=1, sim_trial="sim-1:7", sim_cost=0.42,
+                  copied_from="sim-0:3", prior="runs/old:sim-0:5", label="real-001", round=1, sim_trial="sim-1:7", sim_cost=0.42,
                   sim_p99_ms=640.0, sim_clause_values=[{"p99<500ms": 0.33}], margin=-0.1, noise_used=0.15,
                   passed=False, runs={"burst": "/runs/opt/real/real-001/burst"})
 
@@ -50,7 +50,8 @@ def test_missing_keys_read_as_before():
               "feasible": t.user_attrs.get("feasible"), "p99_ms": t.user_attrs.get("p99_ms"),
               "statuses": t.user_attrs.get("statuses", []), "clause_values": t.user_attrs.get("clause_values", []),
               "noise": t.user_attrs.get("noise"), "baselines": t.user_attrs.get("baselines", []),
-              "copied_from": t.user_attrs.get("copied_from"), "label": t.user_attrs.get("label"),
+              "copied_from": t.user_attrs.get("copied_from"), "prior": t.user_attrs.get("prior"),
+              "label": t.user_attrs.get("label"),
               "round": t.user_attrs.get("round"), "sim_trial": t.user_attrs.get("sim_trial"),
               "sim_cost": t.user_attrs.get("sim_cost"), "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
               "sim_clause_values": t.user_attrs.get("sim_clause_values", []), "margin": t.user_attrs.get("margin"),
@@ -102,7 +103,7 @@ def test_hybrid_summary_as_built_before(tmp_path):
     candidate's trial folders now recorded relative to the search's folder."""
     real = optuna.create_study(study_name="real")
     for attrs in (TrialAttrs(baselines=["starting config"], feasible=True, passed=True, p99_ms=300.0),
-                  FULL.model_copy(update={"baselines": []}),
+                  FULL.model_copy(update={"baselines": [], "prior": None}),
                   TrialAttrs(label="real-002", round=1, feasible=True, passed=True, p99_ms=450.0, sim_cost=0.2,
                              margin=0.1, noise_used=0.05, baselines=[],
                              runs={"burst": str(tmp_path / "real" / "real-002" / "burst")})):

@@ -324,6 +324,9 @@ def optimize(
     seed: int = typer.Option(0, "--seed", help="seed of the sampler, arrivals and service times"),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in --out)"),
     resume: bool = typer.Option(False, "--resume", help="continue the study in --out (or --storage)"),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", metavar="FOLDER",
+                                              help="start from the trials of an earlier search (its --out): the "
+                                                   "sampler models them first; they count for nothing else"),
     prices: Optional[Path] = PRICES,
     settle_timeout: float = typer.Option(SETTLE_TIMEOUT_S, "--settle-timeout", min=10,
                                          help="real: seconds to wait for deploy and replicas"),
@@ -338,6 +341,7 @@ def optimize(
     from tuner import deploy, simulate
     from tuner.optimize.search import Search, SearchSettings, named_baselines
     from tuner.optimize.space import load_space
+    from tuner.optimize.warm_start import load_prior
     from tuner.outdir import holds_files
     from tuner.plan import check_scenario, make_plan, split_scenario
     from tuner.run_view import PhaseProgress
@@ -359,12 +363,13 @@ def optimize(
     setup = simulate.sim_setup(calibration, cluster)
     space = space.model_copy(update={"cluster": {k: v for k, v in space.cluster.items() if k == cluster}})
     checked = [(path, args, check_scenario(path, duration, args)) for path, args in scenarios]
+    prior = load_prior(warm_start, space, {c.text: c for c in plan.target.clauses}, pareto) if warm_start else None
     if holds_files(out) and not resume:
         raise UsageError(f"--out {out} already holds a study; pass --resume to continue it, or choose another folder")
     system = None if backend == "sim" else _running_stack(state_dir, f"--backend {backend}", stack_up, config)
     if system is not None:
         _print_live_view(system)
-    search = Search(plan, setup, checked, space, named, settings)
+    search = Search(plan, setup, checked, space, named, settings, prior)
     with PhaseProgress(console) as progress:
         summary = search.run(system, out, progress, views.trial_printer(progress, trials), views.real_printer(progress))
     views.print_optimize(summary, console)

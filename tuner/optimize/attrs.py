@@ -40,6 +40,8 @@ class TrialAttrs(BaseModel):
     baselines: list[str] = Field(default_factory=list)
     # A hybrid round's copy of an earlier round's trial: "sim-k:number" of the original
     copied_from: str | None = None
+    # A warm start's trial, evaluated by an earlier search: "folder:study:number" of the original
+    prior: str | None = None
     # A real verification (hybrid search)
     label: str | None = None
     round: int | None = None

@@ -5,7 +5,8 @@ real with a margin larger than the measured noise. The real verdict is the one r
 Rounds. Round k is an Optuna study `sim-k`: the simulator's trials, each clause's value scaled
 by the correction known when the round began (so the sampler steers towards what is feasible
 for real). A new round starts with every earlier simulated trial copied in and judged again
-under the new correction (nothing is simulated twice), then samples `sim_trials` more.
+under the new correction (nothing is simulated twice), then samples `sim_trials` more; a warm start's prior trials (tuner.optimize.warm_start)
+join round 0, whose own trials the later rounds carry.
 The correction, per clause, is the ratio of the real value to the simulated one for the same
 configuration (real p99 / simulated p99 for an upper bound): the median over every real run,
 baselines included (`correction`), so one pathological run moves it only by its vote. A failed
@@ -98,12 +99,12 @@ class Hybrid:
                  settings: HybridSettings = HybridSettings(), time_budget_s: float | None = None,
                  on_trial: Callable[[StudyTrial, StudyTrial | None], None] = lambda t, b: None,
                  on_real: Callable[[str, StudyTrial], None] = lambda label, t: None,
-                 clock: Callable[[], float] = time.monotonic):
+                 prior: list[StudyTrial] | None = None, clock: Callable[[], float] = time.monotonic):
         self.sim, self.real, self.space, self.serve_config = sim, real, space, serve_config
         self.clauses = {c.text: c for c in target.clauses}
         self.seed, self.sampler, self.pareto = seed, sampler, pareto
         self.named, self.settings, self.on_trial, self.on_real = named_baselines, settings, on_trial, on_real
-        self.clock = clock
+        self.clock, self.prior = clock, prior
         self.deadline = None if time_budget_s is None else clock() + time_budget_s
         self.run_s: list[float] = []  # seconds per real run so far: what the next one will take
         self.store = open_storage(storage) if isinstance(storage, str) else storage
@@ -163,7 +164,7 @@ class Hybrid:
                          storage=self.store, name=name, seed=self.seed + k, sampler=self.sampler,
                          pareto=self.pareto, named_baselines=self.named, factors=factors or None,
                          time_budget_s=self._left(), patience=self.settings.patience, resume=True,
-                         on_trial=self.on_trial)
+                         prior=self.prior if k == 0 else None, on_trial=self.on_trial)
 
     def _pick(self, rounds: list[optuna.Study]) -> StudyTrial | None:
         """The cheapest simulated configuration of the latest round that meets the target under

@@ -20,15 +20,16 @@ from tuner.optimize.study import completed, cost_of
 
 
 def trials_frame(studies: list[tuple[str, optuna.Study]]) -> pd.DataFrame:
-    """One row per evaluated trial of every study (enqueued ones not yet run, and the copies a
-    hybrid round carries over, are not evaluations and are left out): study, backend, number, state, baselines, cost per hour,
+    """One row per evaluated trial of every study (enqueued ones not yet run, the copies a
+    hybrid round carries over and a warm start's prior trials are not this search's
+    evaluations and are left out): study, backend, number, state, baselines, cost per hour,
     feasible, p99, the scenarios' verdicts, every constraint value, for real trials the
     verification, and every parameter as evaluated (repaired)."""
     rows = []
     for backend, study in studies:
         for t in study.trials:
             a = TrialAttrs.of(t)
-            if a.copied_from is not None or t.state == optuna.trial.TrialState.WAITING:
+            if a.copied_from is not None or a.prior is not None or t.state == optuna.trial.TrialState.WAITING:
                 continue
             row = {"study": study.study_name, "backend": backend, "number": t.number, "state": t.state.name,
                    "baselines": "; ".join(a.baselines), "cost_per_hour": t.values[0] if t.values else None,

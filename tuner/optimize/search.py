@@ -68,13 +68,15 @@ class Search:
     space: Space
     named: dict[str, dict]
     settings: SearchSettings
+    prior: list | None = None  # an earlier search's trials to start from (tuner.optimize.warm_start)
 
     def info(self, calibration: str, cluster: str, storage_url: str) -> dict:
         """What summary.json says the search was."""
         return {"target": self.plan.target.text, "backend": self.settings.backend,
                 "scenarios": [f"{p.stem} {' '.join(a)}".strip() for p, a, _ in self.scenarios],
                 "calibration": calibration, "cluster": cluster, "sampler": self.settings.sampler,
-                "storage": storage_url, "duration_s": self.plan.duration_s, "warmup_s": self.plan.warmup_s}
+                "storage": storage_url, "duration_s": self.plan.duration_s, "warmup_s": self.plan.warmup_s,
+                "prior_trials": len(self.prior or [])}
 
     def run(self, system, out: Path, progress, on_trial: Callable, on_real: Callable) -> dict:
         """Search, write the folder's outputs, and return its summary."""
@@ -96,7 +98,7 @@ class Search:
         if system is not None:
             real = RealBackend(system, plan, self.scenarios, out / "real", repeat=1 if s.backend == "real" else s.real_repeat,
                                report=progress)
-        common = dict(seed=plan.seed, sampler=s.sampler, pareto=s.pareto, named_baselines=self.named)
+        common = dict(seed=plan.seed, sampler=s.sampler, pareto=s.pareto, named_baselines=self.named, prior=self.prior)
         if s.backend == "hybrid":
             hybrid = HybridSettings(sim_trials=s.trials, patience=s.patience, max_real=s.max_real, repeat=s.real_repeat,
                                     noise_floor=s.noise_floor, real_baselines=s.real_baselines)

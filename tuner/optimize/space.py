@@ -28,6 +28,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuner.errors import UsageError, first_problem, read_yaml
@@ -214,17 +215,31 @@ def apply(serve_config: dict, values: dict[str, Any]) -> dict:
     return cfg
 
 
-def suggest(trial, space: Space) -> dict[str, Any]:
-    """The trial's value for every parameter (Optuna's suggest API, fixed ranges)."""
+def distributions(space: Space) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Each parameter's Optuna distribution: what `suggest` asks the sampler for, and what a
+    warm start's prior trials are recorded under."""
     out = {}
     for key in space.names():
         p = space.param(key)
         if p.type == "categorical":
-            out[key] = trial.suggest_categorical(key, p.choices)
+            out[key] = optuna.distributions.CategoricalDistribution(p.choices)
         elif p.type == "int":
-            out[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.scale == "log")
+            out[key] = optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.scale == "log")
         else:
-            out[key] = trial.suggest_float(key, p.low, p.high, log=p.scale == "log")
+            out[key] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.scale == "log")
+    return out
+
+
+def suggest(trial, space: Space) -> dict[str, Any]:
+    """The trial's value for every parameter (Optuna's suggest API, fixed ranges)."""
+    out = {}
+    for key, d in distributions(space).items():
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            out[key] = trial.suggest_categorical(key, d.choices)
+        elif isinstance(d, optuna.distributions.IntDistribution):
+            out[key] = trial.suggest_int(key, d.low, d.high, log=d.log)
+        else:
+            out[key] = trial.suggest_float(key, d.low, d.high, log=d.log)
     return out
 
 
