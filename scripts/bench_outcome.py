@@ -120,6 +120,14 @@ def case(a: argparse.Namespace, scenario: str) -> dict:
             "search_wall_s": float(wall.read_text()) if wall.exists() else None}
 
 
+def real_runs(r: dict) -> int | str:
+    """The search's real runs: one per baseline trial, `real_repeat` per candidate."""
+    h, real = r["hybrid"] or {}, (r["trials"] or {}).get("real")
+    if real is None or "real_candidates" not in h:
+        return "-"
+    return real - h["real_candidates"] + h["real_candidates"] * h.get("real_repeat", 1)
+
+
 def table(results: dict[str, dict], target: str, repeat: int) -> str:
     lines = [f"| scenario | configuration | cost/h (median) | p99 ms (median; runs) | `{target}` |",
              "|---|---|---|---|---|"]
@@ -144,7 +152,7 @@ def table(results: dict[str, dict], target: str, repeat: int) -> str:
         held_cell = f"p99 {held['p99_ms']:,.0f} ms, {'met' if held['met'] else 'missed'}" if held else "-"
         factors = ", ".join(f"x{v:.2f}" for v in (h.get("correction") or {}).values()) or "-"
         lines.append(f"| {scenario} | {base} | {tuned_cell} | {'-' if saving is None else f'{saving:.0%}'} | {held_cell} "
-                     f"| {(r['trials'] or {}).get('real', '-')} "
+                     f"| {real_runs(r)} "
                      f"| {h.get('sim_winners_failed', '-')} of {h.get('real_candidates', '-')} | {factors} "
                      f"| {'-' if wall is None else f'{wall / 60:.1f}'} |")
     return "\n".join(lines)

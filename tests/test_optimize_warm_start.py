@@ -89,7 +89,9 @@ def test_optimize_warm_started_from_an_earlier_search_runs_its_own_budget(tmp_pa
     r = subprocess.run([*OPT, "--target", "p99<1s", "--out", str(second), "--trials", "3", "--no-report",
                         "--warm-start", str(first)], capture_output=True, text=True, timeout=600)
     assert r.returncode in (0, 1), r.stderr[-2000:]
-    assert json.loads((second / "summary.json").read_text())["trials"] == {"sim": 3}
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["trials"] == {"sim": 3} and summary["prior_trials"] >= 1
+    assert f"warm start: the sampler began from {summary['prior_trials']} trial(s)" in r.stdout
     assert len(pd.read_csv(second / "trials.csv")) == 3
     study = optuna.load_study(study_name="tuner", storage=f"sqlite:///{second}/study.db")
     assert sum(TrialAttrs.of(t).prior is not None for t in study.trials) >= 1

@@ -93,6 +93,9 @@ def print_optimize(summary: dict, console: Console) -> None:
         name = min(met, key=met.get)  # the cheapest baseline that met the target saves least
         console.print(f"saving: {met[name]:+.0%} against the cheapest baseline that met the target ({name})",
                       highlight=False)
+    if summary.get("prior_trials"):
+        console.print(f"warm start: the sampler began from {summary['prior_trials']} trial(s) of the earlier search "
+                      "(not counted above)", highlight=False)
     hybrid = summary.get("hybrid")
     if hybrid:
         console.print(f"hybrid: {hybrid['reason']}; {hybrid['rounds']} simulated round(s), {hybrid['real_candidates']} "
