@@ -79,6 +79,13 @@ def test_a_source_that_does_not_fit_the_space_or_the_target_is_a_usage_error(sou
         load_prior(folder, SPACE, clauses("p99<60s,error_rate<1%"), pareto=False)
     with pytest.raises(UsageError, match="no earlier search there"):
         load_prior(tmp_path, SPACE, clauses("p99<60s"), pareto=False)
+    (tmp_path / "summary.json").write_text("[1, 2")
+    with pytest.raises(UsageError, match="not a search's summary"):
+        load_prior(tmp_path, SPACE, clauses("p99<60s"), pareto=False)
+    (tmp_path / "summary.json").unlink()
+    (tmp_path / "study.db").write_text("not a database")
+    with pytest.raises(UsageError, match="cannot read its study"):
+        load_prior(tmp_path, SPACE, clauses("p99<60s"), pareto=False)
 
 
 def test_optimize_warm_started_from_an_earlier_search_runs_its_own_budget(tmp_path):

@@ -42,7 +42,10 @@ def source_storage(folder: Path) -> str:
     """The storage URL of the search that wrote `folder`: its summary's, else its study.db."""
     summary, db = folder / "summary.json", folder / "study.db"
     if summary.is_file():
-        url = json.loads(summary.read_text()).get("storage")
+        try:
+            url = json.loads(summary.read_text()).get("storage")
+        except (json.JSONDecodeError, AttributeError):
+            raise UsageError(f"{OPTION} {folder}: its summary.json is not a search's summary") from None
         if url:
             return url
     if db.is_file():
