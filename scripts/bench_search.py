@@ -58,7 +58,7 @@ VARIANTS = {
     "tpe-group": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5),
     # the good share: a quarter (as a warm-started TPE ships), and Optuna's tenth (as a cold one)
     "tpe-gamma25": lambda seed: study_module.make_sampler("tpe", seed, warm=True),
-    "tpe-gamma10": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5),
+    "tpe-gamma10": lambda seed: study_module.make_sampler("tpe", seed),
     # less weight on the uniform prior: the good trials' choices dominate sooner
     "tpe-prior05": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5,
                                                            prior_weight=0.5),

@@ -5,8 +5,9 @@ real with a margin larger than the measured noise. The real verdict is the one r
 Rounds. Round k is an Optuna study `sim-k`: the simulator's trials, each clause's value scaled
 by the correction known when the round began (so the sampler steers towards what is feasible
 for real). A new round starts with every earlier simulated trial copied in and judged again
-under the new correction (nothing is simulated twice), then samples `sim_trials` more; a warm start's prior trials (tuner.optimize.warm_start)
-join round 0, whose own trials the later rounds carry.
+under the new correction (nothing is simulated twice), then samples `sim_trials` more; a
+warm start's prior trials (tuner.optimize.warm_start) join round 0, whose own trials the later
+rounds carry.
 The correction, per clause, is the ratio of the real value to the simulated one for the same
 configuration (real p99 / simulated p99 for an upper bound): the median over every real run,
 baselines included (`correction`), so one pathological run moves it only by its vote. A failed

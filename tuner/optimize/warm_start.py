@@ -89,17 +89,21 @@ def prior_trials(trials: list[tuple[str, StudyTrial]], origin: str, space: Space
     for name, t in trials:
         a = TrialAttrs.of(t)
         values = _clause_values(a.clause_values, clauses)
-        if values is None or not set(dists) <= set(t.params) or not all(
-                dists[k]._contains(dists[k].to_internal_repr(t.params[k])) for k in dists):
+        if values is None or not set(dists) <= set(t.params):
             continue
         texts, violations, feasible = judge(values, clauses, [s != "unmeasured" for s in a.statuses])
         cost = t.values[0]
         objective = [cost, a.p99_ms if a.p99_ms is not None else NO_P99_MS] if pareto else [cost]
         attrs = a.model_copy(update={"violations": violations, "feasible": feasible, "clause_values": values,
                                      "baselines": [], "runs": {}, "prior": f"{origin}:{name}:{t.number}"})
-        latest[tuple(sorted((k, t.params[k]) for k in dists))] = optuna.trial.create_trial(
-            params={k: t.params[k] for k in dists}, distributions=dists, values=objective,
-            user_attrs=attrs.as_user_attrs(), system_attrs={f"constraints:{c}": v for c, v in zip(texts, violations)})
+        try:  # Optuna checks each value against this space's distribution
+            trial = optuna.trial.create_trial(
+                params={k: t.params[k] for k in dists}, distributions=dists, values=objective,
+                user_attrs=attrs.as_user_attrs(),
+                system_attrs={f"constraints:{c}": v for c, v in zip(texts, violations)})
+        except ValueError:  # a value outside this space's range or choices
+            continue
+        latest[tuple(sorted((k, t.params[k]) for k in dists))] = trial
     return list(latest.values())
 
 
