@@ -88,8 +88,15 @@ def measure(a: argparse.Namespace, scenario: str, config: Path, out: Path, extra
 
 
 def config_of(search_dir: Path, entry: dict, scenario: str) -> Path:
-    """The Serve config a search's real run deployed."""
+    """The Serve config a baseline's real run (a single one) deployed."""
     return search_dir / entry["runs"][scenario] / "serve_config.yaml"
+
+
+def tuned_config(search_dir: Path, summary: dict) -> Path | None:
+    """The search's answer as it hands it to the user (a candidate's runs are repeats, so no
+    one run folder is its config)."""
+    best = summary.get("best")
+    return search_dir / best["serve_config"] if best else None
 
 
 def case(a: argparse.Namespace, scenario: str) -> dict:
@@ -110,9 +117,8 @@ def case(a: argparse.Namespace, scenario: str) -> dict:
         rows[label] = measure(a, scenario, path, root / "confirm" / f"{STATIC}-{k}")
         if rows[label]["met"]:
             break
-    best = summary.get("best")
-    if best:
-        tuned = config_of(root / "search", best, scenario)
+    tuned = tuned_config(root / "search", summary)
+    if tuned:
         rows["tuned"] = measure(a, scenario, tuned, root / "confirm" / "tuned")
         rows["tuned, held out"] = measure(a, scenario, tuned, root / "confirm" / "tuned-held-out", HELD_OUT[scenario])
     wall = root / "search" / "wall_s"

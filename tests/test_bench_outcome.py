@@ -61,3 +61,9 @@ def test_the_commands_it_runs_are_ones_the_cli_accepts(tmp_path):
         name, *rest = args
         with click.Context(commands[name]) as parent:
             commands[name].make_context(name, list(rest), parent=parent)
+
+
+def test_the_tuned_configuration_is_the_one_the_search_hands_over(tmp_path):
+    assert bo.tuned_config(tmp_path, {"best": {"serve_config": "best_serve_config.yaml", "runs": {}}}) == \
+        tmp_path / "best_serve_config.yaml"
+    assert bo.tuned_config(tmp_path, {"best": None}) is None

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from loadgen.mix import NUM_ADAPTERS
 from tuner.errors import UsageError
 from tuner.optimize.space import apply, load_space, repair, suggest
 
@@ -29,6 +30,9 @@ def test_the_shipped_space_loads_and_names_every_parameter():
     names = space.names()
     assert "serve.QueryRewriter.max_batch_size" in names and "cluster.ray-autoscaler.upscaling_mode" in names
     assert space.param("serve.Reranker.target_ongoing_requests").scale == "log"
+    # the adapter cache reaches every adapter the app serves: holding them all is what lets one
+    # LoRA replica take the burst
+    assert space.param("serve.MultiLoRAModel.max_models_per_replica").high == NUM_ADAPTERS
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -138,22 +138,24 @@ OPT = [sys.executable, "-m", "tuner.cli", "optimize", "--backend", "sim", "--dur
 
 
 def test_a_killed_study_resumes_without_losing_a_completed_trial(tmp_path):
-    out = tmp_path / "opt"
-    proc = subprocess.Popen([*OPT, "--target", "p99<2s", "--out", str(out), "--trials", "200"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            if (out / "study.db").exists() and _completed(out) >= 4:
-                break
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+    out, log = tmp_path / "opt", tmp_path / "first.log"
+    # TPE: the sampler is not what is tested, and GP's fits slow every trial; the output goes to a
+    # file, since a pipe nobody reads would stall the search once full
+    cmd = [*OPT, "--target", "p99<2s", "--out", str(out), "--sampler", "tpe"]
+    with log.open("w") as sink:
+        proc = subprocess.Popen([*cmd, "--trials", "200"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 480  # the suite runs these tests niced beside the stack's
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(1)
+                if (out / "study.db").exists() and _completed(out) >= 3:
+                    break
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
     done = _completed(out)
-    assert done >= 4
-    r = subprocess.run([*OPT, "--target", "p99<2s", "--out", str(out), "--trials", str(done + 2), "--resume"],
-                       capture_output=True, text=True, timeout=600)
+    assert done >= 3, log.read_text()[-2000:]
+    r = subprocess.run([*cmd, "--trials", str(done + 2), "--resume"], capture_output=True, text=True, timeout=600)
     assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
     assert _completed(out) == done + 2
     summary = json.loads((out / "summary.json").read_text())
@@ -176,7 +178,7 @@ def _completed(out: Path) -> int:
 @pytest.mark.parametrize("args, expected", [
     (["--backend", "nope"], "--backend: 'nope' is not one of hybrid, sim, real"),
     (["--backend", "real", "--cluster", "hpa"], "the local stack is one fixed node"),
-    (["--sampler", "cma"], "--sampler: 'cma' is not one of tpe, gp, random"),
+    (["--sampler", "cma"], "--sampler: 'cma' is not one of auto, tpe, gp, random"),
     (["--baseline", "/nonexistent.yaml"], "serve config /nonexistent.yaml: does not exist"),
     (["--scenario", "nope"], "no scenario 'nope'"),
     (["--target", "p99<5"], "missing unit"),

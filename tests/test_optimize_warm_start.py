@@ -68,6 +68,12 @@ def test_prior_trials_inform_the_sampler_but_count_for_no_budget_answer_or_row(s
     assert study.sampler._gamma is study_module._quarter
     cold = run_study(backend("p99<60s"), SPACE, CONFIG, trials=1, storage=f"sqlite:///{tmp_path}/c.db", name="c")
     assert cold.sampler._gamma is not study_module._quarter
+    # `auto` is GP from nothing and the warm TPE from prior trials
+    auto = dict(trials=1, sampler="auto", seed=1)
+    assert isinstance(run_study(backend("p99<60s"), SPACE, CONFIG, storage=f"sqlite:///{tmp_path}/a.db", name="a",
+                                **auto).sampler, optuna.samplers.GPSampler)
+    warm = run_study(backend("p99<60s"), SPACE, CONFIG, storage=f"sqlite:///{tmp_path}/w.db", name="w", prior=prior, **auto)
+    assert isinstance(warm.sampler, optuna.samplers.TPESampler) and warm.sampler._gamma is study_module._quarter
 
 
 def test_a_source_that_does_not_fit_the_space_or_the_target_is_a_usage_error(source, tmp_path):
@@ -98,6 +104,8 @@ def test_optimize_warm_started_from_an_earlier_search_runs_its_own_budget(tmp_pa
     assert r.returncode in (0, 1), r.stderr[-2000:]
     summary = json.loads((second / "summary.json").read_text())
     assert summary["trials"] == {"sim": 3} and summary["prior_trials"] >= 1
+    # the default sampler, auto: GP from nothing, TPE once warm-started
+    assert json.loads((first / "summary.json").read_text())["sampler"] == "gp" and summary["sampler"] == "tpe"
     assert f"warm start: the sampler began from {summary['prior_trials']} trial(s)" in r.stdout
     assert len(pd.read_csv(second / "trials.csv")) == 3
     study = optuna.load_study(study_name="tuner", storage=f"sqlite:///{second}/study.db")

@@ -306,7 +306,7 @@ def optimize(
     time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="seconds of searching at most"),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="stop after N trials without a better result"),
     pareto: bool = typer.Option(False, "--pareto", help="search cost against p99 and report the front"),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, gp or random"),
+    sampler: str = typer.Option("auto", "--sampler", help="auto (GP, or TPE after --warm-start), tpe, gp or random"),
     baseline: list[Path] = typer.Option([], "--baseline", metavar="FILE", help="a Serve config to evaluate as a baseline (repeatable)"),
     max_real: int = typer.Option(4, "--max-real", min=1, max=100, help="hybrid: candidates verified for real at most"),
     real_repeat: int = typer.Option(2, "--real-repeat", min=1, max=20, help="hybrid: real runs per candidate"),

@@ -25,7 +25,7 @@ class SearchSettings:
     time_budget_s: float | None = None
     patience: int | None = None
     pareto: bool = False
-    sampler: str = "tpe"
+    sampler: str = "auto"
     max_real: int = 4
     real_repeat: int = 2
     noise_floor: float = 0.15
@@ -71,10 +71,13 @@ class Search:
     prior: list | None = None  # an earlier search's trials to start from (tuner.optimize.warm_start)
 
     def info(self, calibration: str, cluster: str, storage_url: str) -> dict:
-        """What summary.json says the search was."""
+        """What summary.json says the search was (the sampler as resolved: `auto` says which)."""
+        from tuner.optimize.study import resolve_sampler
+
         return {"target": self.plan.target.text, "backend": self.settings.backend,
                 "scenarios": [f"{p.stem} {' '.join(a)}".strip() for p, a, _ in self.scenarios],
-                "calibration": calibration, "cluster": cluster, "sampler": self.settings.sampler,
+                "calibration": calibration, "cluster": cluster,
+                "sampler": resolve_sampler(self.settings.sampler, bool(self.prior)),
                 "storage": storage_url, "duration_s": self.plan.duration_s, "warmup_s": self.plan.warmup_s,
                 "prior_trials": len(self.prior or [])}
 
