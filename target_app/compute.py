@@ -24,6 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from target_app.paths import ACCELERATOR_TABLES
 
+# The smallest share of a card a replica may own: an eighth, about MIG's and MPS's finest
+# useful partition of a data-centre card (an H100 has 7 MIG slices); below it a table's
+# work would be extrapolated far past what was measured.
+MIN_SHARE = 0.125
+
 
 class ComputeConfig(BaseModel):
     """How a model deployment computes; the `compute` block of its `user_config`."""
@@ -38,12 +43,17 @@ class ComputeConfig(BaseModel):
     statistic: Literal["median_ms", "p90_ms"] = "median_ms"
     table: list[tuple[int, float]] | None = Field(
         None, description="inline [[batch_size, milliseconds], ...], instead of an accelerator table")
-    devices: int = Field(1, ge=1, le=64, description="emulated accelerators each replica owns")
+    devices: float = Field(
+        1, ge=MIN_SHARE, le=64,
+        description="emulated accelerators each replica owns: whole cards, or a share of one card (an SM partition)")
 
     @model_validator(mode="after")
     def _table_source(self) -> "ComputeConfig":
         if self.mode == "emulated" and self.table is None and (self.accelerator is None or self.stage is None):
             raise ValueError("compute.mode 'emulated' needs either 'table' or both 'accelerator' and 'stage'")
+        if self.devices > 1 and self.devices != int(self.devices):
+            raise ValueError(f"compute.devices {self.devices:g}: give whole cards (1-64) or a share of one card "
+                             f"({MIN_SHARE:g} to 1)")
         if self.table is not None:
             if not self.table:
                 raise ValueError("compute.table must have at least one [batch_size, ms] row")
@@ -52,6 +62,16 @@ class ComputeConfig(BaseModel):
                     raise ValueError(f"compute.table row [{batch}, {ms}]: batch_size must be >= 1 and ms a finite "
                                      "number >= 0")
         return self
+
+    @property
+    def cards(self) -> int:
+        """Cards a replica runs batches on at once (a share of one card is one card, slower)."""
+        return max(1, int(self.devices))
+
+    @property
+    def share(self) -> float:
+        """The share of one card a replica owns (1 for whole cards)."""
+        return min(1.0, self.devices)
 
     @property
     def label(self) -> str:
@@ -72,9 +92,9 @@ class ServiceTimeTable:
     def __init__(self, points: list[tuple[int, float]]):
         if not points:
             raise ValueError("a service-time table needs at least one point")
-        merged: dict[int, float] = {}
+        merged: dict[float, float] = {}  # batches are counts, or work in batch units on a share of a card
         for batch, ms in points:
-            merged[int(batch)] = float(ms)
+            merged[batch] = float(ms)
         self.batches = sorted(merged)
         self.ms = [merged[b] for b in self.batches]
 
@@ -101,9 +121,22 @@ class ServiceTimeTable:
         """The table of an `emulated` ComputeConfig: inline, or its accelerator file's row
         `stage + suffix` (a stage with several tables, such as the LoRA model's -prefill and
         -decode, names them by suffix)."""
-        if cfg.table is not None:
-            return cls(list(cfg.table))
-        return cls(table_rows(cfg.accelerator, cfg.stage + suffix, cfg.dtype, cfg.statistic))
+        rows = list(cfg.table) if cfg.table is not None else table_rows(cfg.accelerator, cfg.stage + suffix, cfg.dtype,
+                                                                            cfg.statistic)
+        return cls(rows).on_share(cfg.share)
+
+    def on_share(self, share: float) -> "ServiceTimeTable":
+        """This table on a partition of `share` of the card's SMs (NVIDIA MPS's active-thread
+        percentage, as the Kubernetes device plugin's MPS sharing gives each of N replicas 1/N):
+        a batch of b takes what the whole card takes for b / share, since each SM of the
+        partition does the work that many SMs share on the whole card. A launch-bound batch
+        (the small models' flat start) thus slows little, a saturating one by 1 / share. It is
+        the pessimistic side of sharing: co-located replicas that time-slice a card (Ray's
+        fractional `num_gpus` without MPS) get the whole card while the others idle, and about
+        their share only under full load (target_app/accelerators/h100.md)."""
+        if share >= 1:
+            return self
+        return ServiceTimeTable([(b * share, ms) for b, ms in zip(self.batches, self.ms)])
 
 
 def accelerator_path(name_or_path: str) -> Path:

@@ -73,7 +73,7 @@ class MultiLoRAModel:
                 self._base_key = base
         elif cfg.compute != self._engine_key:  # a new device only when the compute block changed
             tables = compute_tables(cfg.compute, LORA_TABLES)
-            device = EmulatedDevice(cfg.compute.devices)
+            device = EmulatedDevice(cfg.compute.cards)
             self._engine = DecodeEngine(device, tables["-prefill"], tables["-decode"])
             self._load_ms = tables["-load"].milliseconds(1)
             self._engine_key = cfg.compute

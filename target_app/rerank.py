@@ -42,7 +42,7 @@ class Reranker:
             self._model_key = key
         self._table = compute_tables(cfg.compute).get("")
         if self._table is not None:
-            self._device = EmulatedDevice(cfg.compute.devices)
+            self._device = EmulatedDevice(cfg.compute.cards)
         apply_batch_settings(self.score, cfg.batch)
         self.config = cfg
 

@@ -50,7 +50,7 @@ class QueryRewriter:
             self._model_key = cfg.model_path
         self._table = compute_tables(cfg.compute).get("")
         if self._table is not None:
-            self._device = EmulatedDevice(cfg.compute.devices)
+            self._device = EmulatedDevice(cfg.compute.cards)
             self._vectors = EntityVectors.of_corpus()
         apply_batch_settings(self.embed, cfg.batch)
         self.config = cfg

@@ -76,7 +76,7 @@ class DomainClassifier:
             self._model_key = key
         self._table = compute_tables(cfg.compute).get("")
         if self._table is not None:
-            self._device = EmulatedDevice(cfg.compute.devices)
+            self._device = EmulatedDevice(cfg.compute.cards)
         apply_batch_settings(self.classify, cfg.batch)
         self.config = cfg
 

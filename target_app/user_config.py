@@ -114,6 +114,9 @@ class LoRAConfig(BaseModel):
         if self.compute.mode == "emulated" and self.compute.table is not None:
             raise ValueError("compute.table: the emulated LoRA model replays an accelerator's -prefill, -decode and "
                              "-load tables: set compute.accelerator and compute.stage instead")
+        if self.compute.devices < 1:
+            raise ValueError(f"compute.devices {self.compute.devices:g}: the LoRA model needs whole cards; its decode "
+                             "steps are bound by memory bandwidth, which a partition of the card's SMs does not divide")
         return self
 
 

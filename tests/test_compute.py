@@ -70,6 +70,8 @@ def test_stage_with_two_dtypes_needs_dtype():
     {"mode": "emulated", "table": [[1, -2.0]]},
     {"mode": "emulated", "table": [[1, float("inf")]]},
     {"mode": "emulated", "table": [[1, 1.0]], "devices": 0},
+    {"mode": "emulated", "table": [[1, 1.0]], "devices": 0.1},
+    {"mode": "emulated", "table": [[1, 1.0]], "devices": 1.5},
     {"mode": "gpu"},
     {"mode": "profile", "table": [[1, 1.0]]},
     {"mode": "local", "unknown": 1},
@@ -208,3 +210,25 @@ def test_entity_vectors_return_the_named_passages_vector():
     ev = EntityVectors({"Vorhalzan": 1, "Kelmora": 2}, vectors)
     assert ev.vector("When was Vorhalzan introduced?") == vectors[1].tolist()
     assert ev.vector("no entity here") == standin_vector("no entity here")
+
+
+def test_a_share_of_a_card_does_a_batch_in_the_time_the_card_takes_for_the_batch_over_the_share():
+    """An SM partition: launch-bound batches (the flat start) slow little, saturating ones by
+    1 / share; the whole card is the table itself."""
+    whole = ServiceTimeTable([(1, 4.0), (16, 5.0), (64, 17.0)])
+    quarter = whole.on_share(0.25)
+    assert quarter.milliseconds(1) == pytest.approx(whole.milliseconds(4))
+    assert quarter.milliseconds(4) == pytest.approx(5.0)
+    assert quarter.milliseconds(16) == pytest.approx(17.0)
+    assert quarter.milliseconds(32) == pytest.approx(whole.milliseconds(128)) == pytest.approx(33.0)  # the slope goes on
+    assert whole.on_share(1.0) is whole
+    cfg = ComputeConfig(mode="emulated", table=[[1, 4.0], [16, 5.0], [64, 17.0]], devices=0.25)
+    assert (cfg.cards, cfg.share) == (1, 0.25)
+    assert compute_tables(cfg)[""].milliseconds(16) == pytest.approx(17.0)  # what the replica holds its device for
+    assert (ComputeConfig(devices=2).cards, ComputeConfig(devices=2).share) == (2, 1.0)
+
+
+def test_the_lora_model_refuses_a_share_of_a_card():
+    with pytest.raises(ValueError, match="compute.devices 0.5: the LoRA model needs whole cards"):
+        check_deployment("MultiLoRAModel", {"user_config": {"compute": {
+            "mode": "emulated", "accelerator": "l4", "stage": "llama-3.2-1b-lora", "devices": 0.5}}})

@@ -9,6 +9,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from loadgen.mix import NUM_ADAPTERS
+from target_app.user_config import check_deployment
 from tuner.errors import UsageError
 from tuner.optimize.space import apply, load_space, repair, suggest
 
@@ -49,6 +50,8 @@ def test_the_shipped_space_loads_and_names_every_parameter():
     ("serve: [1, 2]", "Input should be a valid dictionary"),
     ("{}", "no parameters to search"),
     ("serve: {Reranker: {max_replicas: [", "not YAML"),
+    ("serve: {VectorSearch: {devices: {type: float, low: 0.25, high: 1}}}",
+     "serve.VectorSearch.devices: the deployment does not run in compute mode 'emulated'"),
 ])
 def test_a_bad_space_file_is_a_usage_error_naming_the_field(tmp_path, text, expected):
     with pytest.raises(UsageError, match="--space") as e:
@@ -64,7 +67,8 @@ def test_every_sampled_configuration_holds_the_constraints_and_validates_with_ra
         values = repair(suggest(trial, space), space, CONFIG)
         cfg = apply(CONFIG, values)
         ServeDeploySchema.model_validate(cfg)
-        for d in by_name(cfg).values():
+        for name, d in by_name(cfg).items():
+            check_deployment(name, d)  # the app takes every sampled user_config (a share of a card too)
             a = d.get("autoscaling_config")
             if a:
                 assert a["min_replicas"] <= a.get("initial_replicas", a["min_replicas"]) <= a["max_replicas"]
@@ -77,6 +81,7 @@ def test_apply_puts_each_parameter_where_serve_reads_it_and_leaves_the_input_alo
     cfg = apply(CONFIG, {"serve.QueryRewriter.max_batch_size": 8, "serve.QueryRewriter.target_ongoing_requests": 3.0,
                          "serve.VectorSearch.min_replicas": 2, "serve.Reranker.num_replicas": 2,
                          "serve.MultiLoRAModel.max_models_per_replica": 6, "serve.LLMGenerator.num_cpus": 0.5,
+                         "serve.LegalClassifier.devices": 0.25,
                          "serve.RAGService.max_queued_requests": 100, "cluster.ray-autoscaler.max_workers": 4})
     d = by_name(cfg)
     assert d["QueryRewriter"]["user_config"]["batch"]["max_batch_size"] == 8
@@ -85,6 +90,8 @@ def test_apply_puts_each_parameter_where_serve_reads_it_and_leaves_the_input_alo
     assert d["VectorSearch"]["autoscaling_config"]["min_replicas"] == 2 and "num_replicas" not in d["VectorSearch"]
     assert d["Reranker"]["num_replicas"] == 2 and "autoscaling_config" not in d["Reranker"]
     assert d["MultiLoRAModel"]["user_config"]["max_models_per_replica"] == 6
+    assert d["LegalClassifier"]["user_config"]["compute"] == {"mode": "emulated", "accelerator": "l4",
+                                                              "stage": "bert-base-cls-seq128", "devices": 0.25}
     assert d["LLMGenerator"]["ray_actor_options"]["num_cpus"] == 0.5
     assert d["RAGService"]["max_queued_requests"] == 100
     assert yaml.safe_dump(CONFIG) == before

@@ -85,6 +85,8 @@ def test_baselines_are_the_starting_config_and_rays_defaults_clipped_into_the_ra
     assert b["Ray defaults"]["serve.QueryRewriter.max_ongoing_requests"] == 5
     assert b["Ray defaults"]["serve.VectorSearch.max_ongoing_requests"] == 5
     assert b["Ray defaults"]["serve.Reranker.upscale_delay_s"] == 30.0
+    # a GPU replica asks Ray for a whole card, as the shipped config's replicas own one
+    assert b["Ray defaults"]["serve.LegalClassifier.devices"] == b["starting config"]["serve.LegalClassifier.devices"] == 1
 
 
 def test_pareto_mode_minimises_cost_and_p99_and_reports_the_feasible_front(tmp_path):

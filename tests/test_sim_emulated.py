@@ -59,15 +59,30 @@ def test_a_batched_stage_takes_its_accelerator_tables_points_off_the_host():
     assert emulated_stage(accelerator_tables(local).get("Reranker"), StageTiming(), 8) is None
 
 
+def test_a_stage_on_a_share_of_a_card_takes_the_apps_own_time_at_every_batch_size():
+    """The simulator interpolates between whole batch sizes; on a share the table's breakpoints
+    fall between them, so the sizes around each are kept and every size matches the app's."""
+    cfg = {"applications": [{"name": "a", "deployments": [{"name": "Reranker", "user_config": {"compute": {
+        "mode": "emulated", "accelerator": "l4", "stage": "bge-reranker-large-seq256", "devices": 0.3}}}]}]}
+    table = accelerator_tables(cfg)["Reranker"][""]
+    t = emulated_stage({"": table}, StageTiming(), largest_batch=16)
+    for b in range(1, 17):
+        assert t.mean_ms(b) == pytest.approx(table.milliseconds(b)), b
+    assert t.mean_ms(6) == pytest.approx(41.367)  # the whole card's batch of 20 (6 / 0.3)
+
+
 def test_an_emulated_replica_costs_the_card_it_stands_for():
     cfg = {"applications": [{"name": "a", "deployments": [
         {"name": "x", "ray_actor_options": {"num_cpus": 0.25},
          "user_config": {"compute": {"mode": "emulated", "accelerator": "l4", "stage": "s", "devices": 2}}},
         {"name": "y", "ray_actor_options": {"num_cpus": 0.25},
          "user_config": {"compute": {"mode": "emulated", "table": [[1, 1.0]]}}},
+        {"name": "w", "ray_actor_options": {"num_cpus": 0.25},
+         "user_config": {"compute": {"mode": "emulated", "accelerator": "l4", "stage": "s", "devices": 0.25}}},
         {"name": "z", "ray_actor_options": {"num_cpus": 0.25}, "user_config": {"compute": {"mode": "local"}}}]}]}
     prices = Prices(cpu_hour=0.04, gpu_hour=3.0, memory_gib_hour=0.0, accelerator_hour={"l4": 0.8})
     r = deployment_resources(cfg)
     assert hourly(r["a/x"], prices) == pytest.approx(0.01 + 2 * 0.8)
     assert hourly(r["a/y"], prices) == pytest.approx(0.01 + 3.0)  # an unpriced class costs a GPU-hour
     assert hourly(r["a/z"], prices) == pytest.approx(0.01)
+    assert hourly(r["a/w"], prices) == pytest.approx(0.01 + 0.25 * 0.8)  # a share of a card, its share of the price

@@ -13,6 +13,8 @@ installed Ray):
 
 from __future__ import annotations
 
+from target_app.compute import ComputeConfig
+
 MAX_ONGOING_REQUESTS = 5
 MAX_QUEUED_REQUESTS = -1  # no limit
 NUM_REPLICAS = 1
@@ -45,4 +47,6 @@ EFFECTIVE = {
     "max_queued_requests": MAX_QUEUED_REQUESTS, "num_replicas": NUM_REPLICAS, "max_batch_size": MAX_BATCH_SIZE,
     "batch_wait_timeout_s": BATCH_WAIT_TIMEOUT_S, "max_models_per_replica": MAX_MODELS_PER_REPLICA,
     "num_cpus": NUM_CPUS,
+    # not Serve's: the emulated accelerator a replica owns (a GPU replica asks Ray for one card)
+    "devices": ComputeConfig.model_fields["devices"].default,
 }

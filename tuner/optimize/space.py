@@ -15,7 +15,8 @@ and per cluster layer (`ray-autoscaler`: worker bounds, `idle_timeout_s`, `upsca
 A Serve parameter's name says where it lands: autoscaling fields in `autoscaling_config`,
 `max_ongoing_requests`, `max_queued_requests` and `num_replicas` on the deployment,
 `max_batch_size` and `batch_wait_timeout_s` in `user_config.batch`, the multiplex cache size
-(`max_models_per_replica`) in `user_config`, `num_cpus` in `ray_actor_options`. Constraints
+(`max_models_per_replica`) in `user_config`, the emulated accelerator a replica owns (`devices`:
+whole cards or a share of one) in `user_config.compute`, `num_cpus` in `ray_actor_options`. Constraints
 between parameters hold by construction: values are repaired after sampling (min <= initial <=
 max replicas; max_ongoing_requests >= target_ongoing_requests), so every evaluated
 configuration is valid and the sampler still sees fixed ranges.
@@ -40,8 +41,9 @@ AUTOSCALING = ("min_replicas", "max_replicas", "initial_replicas", "target_ongoi
 DEPLOYMENT = ("max_ongoing_requests", "max_queued_requests", "num_replicas")
 BATCH = ("max_batch_size", "batch_wait_timeout_s")
 USER_CONFIG = ("max_models_per_replica",)
+COMPUTE = ("devices",)
 ACTOR = ("num_cpus",)
-SERVE_PARAMS = AUTOSCALING + DEPLOYMENT + BATCH + USER_CONFIG + ACTOR
+SERVE_PARAMS = AUTOSCALING + DEPLOYMENT + BATCH + USER_CONFIG + COMPUTE + ACTOR
 CLUSTER_PARAMS = {
     "ray-autoscaler": ("min_workers", "max_workers", "idle_timeout_s", "upscaling_mode"),
     "hpa": ("min_replicas", "max_replicas", "target", "tolerance", "scale_up_stabilization_s",
@@ -137,6 +139,12 @@ def load_space(path: Path | None, serve_config: dict) -> Space:
     if unknown:
         raise UsageError(f"--space {path}: serve.{unknown[0]}: no such deployment in the Serve config "
                          f"(it has {', '.join(sorted(known))})")
+    emulated = {d["name"] for a in serve_config.get("applications") or [] for d in a.get("deployments") or []
+                if ((d.get("user_config") or {}).get("compute") or {}).get("mode") == "emulated"}
+    for dep, params in space.serve.items():
+        if "devices" in params and dep not in emulated:
+            raise UsageError(f"--space {path}: serve.{dep}.devices: the deployment does not run in compute mode "
+                             "'emulated' in the Serve config, so it owns no emulated accelerator")
     if not space.names():
         raise UsageError(f"--space {path}: no parameters to search")
     return space
@@ -180,6 +188,7 @@ def _current(serve_config: dict) -> dict[str, dict]:
                               **{k: d[k] for k in DEPLOYMENT if k in d},
                               **{k: (uc.get("batch") or {})[k] for k in BATCH if k in (uc.get("batch") or {})},
                               **{k: uc[k] for k in USER_CONFIG if k in uc},
+                              **{k: (uc.get("compute") or {})[k] for k in COMPUTE if k in (uc.get("compute") or {})},
                               **{k: (d.get("ray_actor_options") or {})[k] for k in ACTOR
                                  if k in (d.get("ray_actor_options") or {})}}
     return out
@@ -210,6 +219,8 @@ def apply(serve_config: dict, values: dict[str, Any]) -> dict:
             d.setdefault("user_config", {}).setdefault("batch", {})[name] = value
         elif name in USER_CONFIG:
             d.setdefault("user_config", {})[name] = value
+        elif name in COMPUTE:
+            d.setdefault("user_config", {}).setdefault("compute", {})[name] = value
         else:
             d.setdefault("ray_actor_options", {})[name] = value
     return cfg

@@ -11,6 +11,7 @@ opens no file.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -33,7 +34,11 @@ def emulated_stage(tables: dict[str, ServiceTimeTable] | None, calibrated: Stage
     if not tables:
         return None
     table = tables[""]
-    sizes = sorted({b for b in table.batches if b <= largest_batch} | {1, largest_batch})
+    # Whole batch sizes around every breakpoint: on a share of a card the breakpoints are
+    # fractional (ServiceTimeTable.on_share), and linear interpolation between these sizes
+    # then gives the table's own time at every size a batch can have.
+    edges = {f(b) for b in table.batches for f in (math.floor, math.ceil)}
+    sizes = sorted({b for b in edges if 1 <= b <= largest_batch} | {1, largest_batch})
     points = tuple((b, table.milliseconds(b)) for b in sizes)
     return calibrated.model_copy(update={"service_ms": points, "cv": EMULATED_CV, "cpu_bound": False,
                                          "concurrency": None, "load_ms": 0.0})
