@@ -24,6 +24,9 @@ BY_DOMAIN = {"DomainRouter": CLASSIFIERS}
 
 # Deployments whose model method is @serve.batch (batch settings from `user_config.batch`).
 BATCHED = frozenset({"QueryRewriter", "Reranker", *CLASSIFIERS.values()})
+# Batched stages whose model sees several items per request, and the (deployment, user_config
+# field) that sets how many: the reranker scores every candidate the RAG service retrieved.
+ITEMS_PER_REQUEST = {"Reranker": ("RAGService", "search_top_k")}
 # Deployments that serve a @serve.multiplexed model (the request's adapter is its model id).
 MULTIPLEXED = frozenset({"MultiLoRAModel"})
 # The deployment that calls the LLM endpoint (outside Serve).

@@ -3,8 +3,13 @@ what an emulated replica costs."""
 
 import pytest
 
-from target_app.compute import ServiceTimeTable
-from tuner.calibration_file import accelerator_tables
+from target_app.compute import ServiceTimeTable, table_rows
+from target_app.user_config import RAGConfig
+from tuner.calibration_file import accelerator_tables, load_calibration
+from tuner.deploy import load_serve_config
+from tuner.paths import SERVE_CONFIG
+from tuner.sim.app import SimApp
+from tuner.sim.cluster import ClusterSpec
 from tuner.cost import Prices, deployment_resources, hourly
 from tuner.sim.calibration import StageTiming
 from tuner.sim.emulated import EmulatedLoRA, SimCard, emulated_stage
@@ -86,3 +91,27 @@ def test_an_emulated_replica_costs_the_card_it_stands_for():
     assert hourly(r["a/y"], prices) == pytest.approx(0.01 + 3.0)  # an unpriced class costs a GPU-hour
     assert hourly(r["a/z"], prices) == pytest.approx(0.01)
     assert hourly(r["a/w"], prices) == pytest.approx(0.01 + 0.25 * 0.8)  # a share of a card, its share of the price
+
+
+def test_a_rerank_batch_holds_the_card_for_every_candidate_of_its_requests():
+    """The app's emulated reranker holds its card for the table's time of all the pairs in the
+    batch (each request's search_top_k candidates), so the simulator's batch of b requests takes
+    the table's time at b x top_k, at every batch size."""
+    table = ServiceTimeTable(table_rows("l4", "bge-reranker-large-seq256", None, "median_ms"))
+    t = emulated_stage({"": table}, StageTiming(), largest_batch=8, items=20)
+    for b in range(1, 9):
+        assert t.mean_ms(b) == pytest.approx(table.milliseconds(20 * b)), b
+
+    shipped = load_serve_config(SERVE_CONFIG)
+    rag = next(d for a in shipped["applications"] for d in a["deployments"] if d["name"] == "RAGService")
+
+    def rerank_ms(top_k):
+        rag["user_config"].pop("search_top_k", None)
+        if top_k is not None:
+            rag["user_config"]["search_top_k"] = top_k
+        app = SimApp(shipped, load_calibration(), ClusterSpec(), seed=0, start=0.0, until=1.0,
+                     tables=accelerator_tables(shipped))
+        return app._timings["Reranker"].mean_ms(1)
+
+    assert rerank_ms(10) == pytest.approx(table.milliseconds(10))
+    assert rerank_ms(None) == pytest.approx(table.milliseconds(RAGConfig().search_top_k))  # the app's default

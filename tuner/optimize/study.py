@@ -21,7 +21,9 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
+from tuner.cost import Prices, deployment_resources, hourly
 from tuner.errors import UsageError
+from tuner.names import app_name, deployment_key
 from tuner.optimize.attrs import TrialAttrs
 from tuner.optimize.space import Space, _current, apply, repair, suggest
 # The "Ray defaults" baseline; a default outside a parameter's range is clipped into it.
@@ -43,6 +45,29 @@ def static_baselines(space: Space, serve_config: dict, counts: range) -> dict[st
                      if key.startswith("serve.") and key.rsplit(".", 1)[1] in REPLICA_PARAMS})
     return {f"{STATIC} {k} replica{'s' if k > 1 else ''}": apply(serve_config, {f"serve.{d}.num_replicas": k for d in owners})
             for k in counts}
+
+
+# What sets a replica's price or the fewest replicas a deployment runs: at the low end of its
+# range a parameter makes a configuration no dearer.
+COST_PARAMS = ("min_replicas", "num_replicas", "devices", "num_cpus")
+
+
+def cost_floor(space: Space, serve_config: dict, prices: Prices) -> float:
+    """The least per hour any configuration of the space can cost: every parameter that prices a
+    replica or bounds the replicas from below at its range's low end, and each deployment at its
+    fewest replicas. A lower bound only: nothing says that configuration meets a target, but a
+    search that reaches it within noise has found the optimum."""
+    lows = {key: space.param(key).low for key in space.names()
+            if key.startswith("serve.") and key.rsplit(".", 1)[1] in COST_PARAMS and space.param(key).low is not None}
+    cfg = apply(serve_config, repair(lows, space, serve_config))
+    resources = deployment_resources(cfg)
+    total = 0.0
+    for app in cfg.get("applications") or []:
+        for d in app.get("deployments") or []:
+            auto = d.get("autoscaling_config")
+            fewest = auto.get("min_replicas", SERVE_DEFAULTS["min_replicas"]) if auto else d.get("num_replicas", 1)
+            total += fewest * hourly(resources[deployment_key(app_name(app), d["name"])], prices)
+    return total
 
 
 def _clip(value, p):

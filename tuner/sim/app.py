@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import ValidationError
 
-from target_app.topology import BATCHED, BY_DOMAIN, CHAIN, DEPLOYMENTS, LLM_CALLER, MULTIPLEXED, ROUTES
+from target_app.topology import (
+    BATCHED,
+    BY_DOMAIN,
+    CHAIN,
+    DEPLOYMENTS,
+    ITEMS_PER_REQUEST,
+    LLM_CALLER,
+    MULTIPLEXED,
+    ROUTES,
+)
+from target_app.user_config import USER_CONFIGS
 from tuner import serve_defaults
 from tuner.errors import first_problem
 from tuner.names import app_name, deployment_key
@@ -177,10 +187,19 @@ class SimApp:
         """The calibration's timing of a deployment, or its accelerator table's when emulated."""
         cal = self.cal.stage(name)
         if name in BATCHED:
-            return emulated_stage(self.tables.get(name), cal, d.spec.max_batch_size) or cal
+            return emulated_stage(self.tables.get(name), cal, d.spec.max_batch_size, self._items(name)) or cal
         if name in MULTIPLEXED and self.lora is not None:
             return cal.model_copy(update={"cpu_bound": False, "concurrency": None})
         return cal
+
+    def _items(self, name: str) -> int:
+        """The items one request brings to `name`'s model (ITEMS_PER_REQUEST; one otherwise), read
+        from the deployment that sets them, through the app's own user_config model (its default
+        where the config leaves the field out)."""
+        if name not in ITEMS_PER_REQUEST:
+            return 1
+        owner, field = ITEMS_PER_REQUEST[name]
+        return int(getattr(USER_CONFIGS[owner].model_validate(self.deployed[owner].user_config), field))
 
     def _lost(self, replica: Replica) -> None:
         replica.dep.lost(replica)

@@ -28,18 +28,21 @@ EmulatedTables = dict[str, dict[str, ServiceTimeTable]]
 
 
 def emulated_stage(tables: dict[str, ServiceTimeTable] | None, calibrated: StageTiming,
-                   largest_batch: int) -> StageTiming | None:
-    """The timing of a batched stage in emulated mode (None without tables: local mode): the
-    table's points up to `largest_batch` (the largest batch it can form), off the host's cores."""
+                   largest_batch: int, items: int = 1) -> StageTiming | None:
+    """The timing of a batched stage in emulated mode (None without tables: local mode), by
+    batch size in requests up to `largest_batch` (the largest batch it can form), off the host's
+    cores. A request brings `items` to the model (the reranker: every candidate), and the app
+    holds the card for the table's time of the batch's items, so a batch of b requests takes
+    the table's time at b x items."""
     if not tables:
         return None
     table = tables[""]
-    # Whole batch sizes around every breakpoint: on a share of a card the breakpoints are
-    # fractional (ServiceTimeTable.on_share), and linear interpolation between these sizes
-    # then gives the table's own time at every size a batch can have.
-    edges = {f(b) for b in table.batches for f in (math.floor, math.ceil)}
+    # Whole batch sizes around every breakpoint of the table in requests (fractional on a share
+    # of a card, or when a request brings several items): linear interpolation between these
+    # sizes then gives the app's own time at every size a batch can have.
+    edges = {f(b / items) for b in table.batches for f in (math.floor, math.ceil)}
     sizes = sorted({b for b in edges if 1 <= b <= largest_batch} | {1, largest_batch})
-    points = tuple((b, table.milliseconds(b)) for b in sizes)
+    points = tuple((b, table.milliseconds(b * items)) for b in sizes)
     return calibrated.model_copy(update={"service_ms": points, "cv": EMULATED_CV, "cpu_bound": False,
                                          "concurrency": None, "load_ms": 0.0})
 
