@@ -89,7 +89,7 @@ class ServiceTimeTable:
     of one point has no slope: `check_batch` refuses batch sizes beyond it.
     """
 
-    def __init__(self, points: list[tuple[int, float]]):
+    def __init__(self, points: list[tuple[float, float]]):
         if not points:
             raise ValueError("a service-time table needs at least one point")
         merged: dict[float, float] = {}  # batches are counts, or work in batch units on a share of a card
@@ -121,8 +121,10 @@ class ServiceTimeTable:
         """The table of an `emulated` ComputeConfig: inline, or its accelerator file's row
         `stage + suffix` (a stage with several tables, such as the LoRA model's -prefill and
         -decode, names them by suffix)."""
-        rows = list(cfg.table) if cfg.table is not None else table_rows(cfg.accelerator, cfg.stage + suffix, cfg.dtype,
-                                                                            cfg.statistic)
+        if cfg.table is not None:
+            rows = list(cfg.table)
+        else:
+            rows = table_rows(cfg.accelerator, cfg.stage + suffix, cfg.dtype, cfg.statistic)
         return cls(rows).on_share(cfg.share)
 
     def on_share(self, share: float) -> "ServiceTimeTable":

@@ -6,12 +6,12 @@ import pytest
 from target_app.compute import ServiceTimeTable, table_rows
 from target_app.user_config import RAGConfig
 from tuner.calibration_file import accelerator_tables, load_calibration
+from tuner.cost import Prices, deployment_resources, hourly
 from tuner.deploy import load_serve_config
 from tuner.paths import SERVE_CONFIG
 from tuner.sim.app import SimApp
-from tuner.sim.cluster import ClusterSpec
-from tuner.cost import Prices, deployment_resources, hourly
 from tuner.sim.calibration import StageTiming
+from tuner.sim.cluster import ClusterSpec
 from tuner.sim.emulated import EmulatedLoRA, SimCard, emulated_stage
 from tuner.sim.engine import Engine
 
