@@ -129,8 +129,11 @@ def case(a: argparse.Namespace, scenario: str) -> dict:
 
 
 def real_runs(r: dict) -> int | str:
-    """The search's real runs: one per baseline trial, `real_repeat` per candidate."""
+    """The search's real runs as it counted them (a summary written before it counted them: one
+    per baseline trial, `real_repeat` per candidate)."""
     h, real = r["hybrid"] or {}, (r["trials"] or {}).get("real")
+    if h.get("real_runs") is not None:
+        return h["real_runs"]
     if real is None or "real_candidates" not in h:
         return "-"
     return real - h["real_candidates"] + h["real_candidates"] * h.get("real_repeat", 1)

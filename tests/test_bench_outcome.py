@@ -75,3 +75,9 @@ def test_the_tuned_configuration_is_the_one_the_search_hands_over(tmp_path):
     assert bo.tuned_config(tmp_path, {"best": {"serve_config": "best_serve_config.yaml", "runs": {}}}) == \
         tmp_path / "best_serve_config.yaml"
     assert bo.tuned_config(tmp_path, {"best": None}) is None
+
+
+def test_the_real_runs_are_the_searchs_own_count_when_it_kept_one():
+    counted = case({}) | {"hybrid": case({})["hybrid"] | {"real_runs": 4}}
+    assert bo.real_runs(counted) == 4  # a pair stopped after one run counts one
+    assert bo.real_runs(case({})) == 6  # before the count: 4 baselines, a candidate's 2 repeats

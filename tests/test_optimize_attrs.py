@@ -5,6 +5,7 @@ written under the literal keys reads right; the hybrid summary built from it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import optuna
 import pydantic
@@ -20,7 +21,7 @@ FULL = TrialAttrs(values={"serve.M.num_replicas": 2, "serve.M.target_ongoing_req
                   clause_values=[{"p99<500ms": 0.41, "errors<1%": None}], noise=0.04, baselines=["starting config"],
                   copied_from="sim-0:3", prior="runs/old:sim-0:5", label="real-001", round=1, sim_trial="sim-1:7", sim_cost=0.42,
                   sim_p99_ms=640.0, sim_clause_values=[{"p99<500ms": 0.33}], margin=-0.1, noise_used=0.15,
-                  passed=False, runs={"burst": "/runs/opt/real/real-001/burst"})
+                  passed=False, real_runs=1, runs={"burst": "/runs/opt/real/real-001/burst"})
 
 
 def one_trial(storage, attrs: TrialAttrs) -> optuna.trial.FrozenTrial:
@@ -56,7 +57,7 @@ def test_missing_keys_read_as_before():
               "sim_cost": t.user_attrs.get("sim_cost"), "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
               "sim_clause_values": t.user_attrs.get("sim_clause_values", []), "margin": t.user_attrs.get("margin"),
               "noise_used": t.user_attrs.get("noise_used"), "passed": t.user_attrs.get("passed"),
-              "runs": t.user_attrs.get("runs", {})}
+              "real_runs": t.user_attrs.get("real_runs"), "runs": t.user_attrs.get("runs", {})}
     assert a.model_dump() == before
     assert a.as_user_attrs() == {}
 
@@ -115,6 +116,7 @@ def test_hybrid_summary_as_built_before(tmp_path):
     candidates = [t for t in done if not t.user_attrs.get("baselines")]
     before = {"reason": outcome.reason, "rounds": len(outcome.rounds),
               "real_candidates": len(candidates),
+              "real_runs": None,  # not every run recorded its count (a summary written before they did)
               "sim_winners_failed": sum(not t.user_attrs.get("passed") for t in candidates),
               "correction": outcome.factors, "noise_floor": 0.15, "real_repeat": 2,
               "verified": [{"trial": t.number, "label": t.user_attrs.get("label"),
@@ -124,9 +126,20 @@ def test_hybrid_summary_as_built_before(tmp_path):
                             "sim_p99_ms": t.user_attrs.get("sim_p99_ms"),
                             "met": t.user_attrs.get("feasible"), "margin": t.user_attrs.get("margin"),
                             "noise": t.user_attrs.get("noise_used"),
-                            "passed": t.user_attrs.get("passed"),
+                            "passed": t.user_attrs.get("passed"), "real_runs": t.user_attrs.get("real_runs"),
                             "runs": {k: os.path.relpath(v, tmp_path) for k, v in t.user_attrs.get("runs", {}).items()}}
                            for t in candidates]}
     summary = hybrid_summary(outcome, noise_floor=0.15, real_repeat=2, folder=tmp_path)
     assert summary["verified"][1]["runs"] == {"burst": "real/real-002/burst"}
     assert summary == before and summary["real_candidates"] == 2 and summary["sim_winners_failed"] == 1
+
+
+def test_hybrid_summary_counts_the_real_runs_each_verification_took():
+    real = optuna.create_study(study_name="real")
+    for attrs in (TrialAttrs(baselines=["starting config"], real_runs=1),
+                  TrialAttrs(label="real-001", passed=False, real_runs=1),
+                  TrialAttrs(label="real-002", passed=True, real_runs=2)):
+        real.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs.as_user_attrs()))
+    outcome = HybridOutcome(rounds=[], real=real, best=real.trials[2], reason="", factors={})
+    summary = hybrid_summary(outcome, noise_floor=0.15, real_repeat=2, folder=Path("."))
+    assert summary["real_runs"] == 4 and [v["real_runs"] for v in summary["verified"]] == [1, 2]

@@ -11,9 +11,9 @@ import optuna
 import pytest
 
 from tuner.optimize.evaluate import Evaluation
-from tuner.optimize.hybrid import Hybrid, HybridSettings, correction
+from tuner.optimize.hybrid import Hybrid, HybridSettings, correction, settled_miss
 from tuner.optimize.space import apply, repair
-from tuner.result import verdict_status
+from tuner.result import RepeatInfo, verdict_status
 from tuner.target import parse_target
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,22 +24,31 @@ KEY = "serve.MultiLoRAModel.num_replicas"
 
 
 class Slower:
-    """The "real" system: the simulator's trial with every client value of a clause x factor."""
+    """The "real" system: the simulator's trial with every client value of a clause x factor
+    (or x the factor for its replica count)."""
 
     name = "real"
 
-    def __init__(self, sim, factor: float):
-        self.sim, self.factor, self.calls = sim, factor, []
+    def __init__(self, sim, factor: float | dict[int, float]):
+        self.sim, self.factor, self.calls, self.runs = sim, factor, [], []
 
-    def evaluate(self, serve_config, values=None, label="", repeat=None) -> Evaluation:
+    def evaluate(self, serve_config, values=None, label="", repeat=None, settled=None) -> Evaluation:
+        """Every run of a configuration measures the same (the simulator is deterministic), so
+        its repeats stop where `settled` says the first i runs decide."""
         self.calls.append((label, (values or {}).get(KEY), repeat))
         ev = self.sim.evaluate(serve_config, values, label)
+        factor = self.factor[(values or {}).get(KEY)] if isinstance(self.factor, dict) else self.factor
         for r in ev.results:
             for cv in r.target.clauses:
-                cv.client = cv.client * self.factor
+                cv.client = cv.client * factor
                 cv.passed, cv.margin = cv.clause.holds(cv.client), cv.clause.margin(cv.client)
             r.status = verdict_status(r.target.clauses)
-            r.overall.latency_ms.p99 *= self.factor
+            r.overall.latency_ms.p99 *= factor
+            n = repeat or 1
+            used = next((i for i in range(1, n) if settled and settled([r] * i, n)), n)
+            r.repeat = RepeatInfo(count=used, runs=[f"repeat-{i}" for i in range(1, used + 1)], chosen="repeat-1",
+                                  spread={})
+            self.runs.append(used)
         return Evaluation(serve_config, ev.results)
 
 
@@ -69,6 +78,8 @@ def test_a_simulator_winner_that_fails_for_real_corrects_the_simulator_and_the_n
     first, second = sorted(optuna.load_study(study_name="real", storage=f"sqlite:///{tmp_path}/s.db").trials,
                            key=lambda t: t.number)
     assert not first.user_attrs["passed"] and second.user_attrs["passed"]
+    # the failing pair stopped after its first run
+    assert (first.user_attrs["real_runs"], second.user_attrs["real_runs"]) == (1, 2)
     assert outcome.best.user_attrs["values"][KEY] == 3 and outcome.reason == "a candidate passed on the real stack"
     assert outcome.factors[f"p99<{bound:.0f}ms"] == pytest.approx(SLOWER)
     assert [s.study_name for s in outcome.rounds] == ["sim-0", "sim-1"]
@@ -88,21 +99,23 @@ def test_a_margin_below_the_noise_is_not_a_pass(p99, tmp_path):
 
 
 def test_no_verification_starts_that_would_end_after_the_time_budget(p99, tmp_path):
-    """Each real run takes 100 s of a 250 s budget: the first candidate (2 runs) fails at 200 s,
-    and the next, which would end at 400 s, is not started."""
+    """Each real run takes 100 s of a 250 s budget: the first candidate fails on its first run
+    (a pair with one run over the bound cannot pass), and the next, whose two runs would end at
+    300 s, is not started."""
     bound = SLOWER * (p99[2] + p99[3]) / 2  # 2 replicas fail for real, 3 would pass
     now = [0.0]
     h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path, clock=lambda: now[0], time_budget_s=250)
     evaluate = real.evaluate
 
-    def slow_evaluate(serve_config, values=None, label="", repeat=None):
-        now[0] += 100.0 * repeat
-        return evaluate(serve_config, values, label, repeat)
+    def slow_evaluate(serve_config, values=None, label="", repeat=None, settled=None):
+        ev = evaluate(serve_config, values, label, repeat, settled)
+        now[0] += 100.0 * ev.run_count()
+        return ev
 
     real.evaluate = slow_evaluate
     outcome = h.run()
-    assert [v for _, v, _ in real.calls] == [2] and outcome.best is None
-    assert outcome.reason == "the time budget left (50 s) is shorter than a verification (2 x 100 s)"
+    assert [v for _, v, _ in real.calls] == [2] and real.runs == [1] and outcome.best is None
+    assert outcome.reason == "the time budget left (150 s) is shorter than a verification (2 x 100 s)"
 
 
 def test_a_baseline_that_passes_for_real_is_the_answer_when_nothing_cheaper_is_left(tmp_path):
@@ -172,3 +185,63 @@ def test_a_static_count_the_corrected_simulator_puts_far_off_is_not_run_for_real
     labels = [label for label, _, _ in real.calls]
     assert "baseline-static-1-replica" not in labels
     assert labels[0] == "baseline-starting-config"  # the correction comes from the runs before the sweep
+
+
+def static_hybrid(bound: float, tmp_path: Path, factor: float | dict[int, float] = SLOWER,
+                  **settings) -> tuple[Hybrid, Slower]:
+    from tuner.optimize.study import static_baselines
+    target = f"p99<{bound:.0f}ms"
+    sim, real = backend(target), Slower(backend(target), factor)
+    opts = dict(sim_trials=8, max_real=3, repeat=2, noise_floor=0.01, real_baselines=True) | settings
+    return Hybrid(sim, real, SPACE, CONFIG, parse_target(target), storage=f"sqlite:///{tmp_path}/s.db", seed=3,
+                  named_baselines=static_baselines(SPACE, CONFIG, range(1, 4)),
+                  settings=HybridSettings(**opts)), real
+
+
+def test_the_static_sweep_runs_after_the_candidates_and_not_when_one_passed_cheaper(p99, tmp_path):
+    h, real = static_hybrid(SLOWER * (p99[2] + p99[3]) / 2, tmp_path)
+    outcome = h.run()
+    labels = [label for label, _, _ in real.calls]
+    assert labels[0] == "baseline-starting-config" and not any("static" in label for label in labels)
+    assert outcome.best.user_attrs["values"][KEY] == 3 and not outcome.best.user_attrs.get("baselines")
+
+
+def test_when_no_candidate_passes_the_static_sweep_is_the_fallback(p99, tmp_path):
+    # only 2 replicas are slower for real than simulated: the simulator's one candidate fails
+    bound = p99[2] * 1.1
+    assert p99[3] < bound < p99[2] * SLOWER
+    h, real = static_hybrid(bound, tmp_path, factor={1: 1.0, 2: SLOWER, 3: 1.0, 4: 1.0}, max_real=1)
+    outcome = h.run()
+    # the corrected simulator puts 1 and 2 replicas far off, so the sweep runs 3 only
+    assert [label for label, _, _ in real.calls] == ["baseline-starting-config", "real-001",
+                                                     "baseline-static-3-replicas"]
+    assert outcome.best.user_attrs["baselines"] == ["static 3 replicas"]
+
+
+def verdicts(*runs: dict[str, float]) -> list:
+    """Load trials whose target verdicts are the given values, per clause text."""
+    from types import SimpleNamespace
+    from tuner.target import parse_target as parse
+    out = []
+    for values in runs:
+        clauses = [SimpleNamespace(clause=c, passed=c.holds(values[c.text]))
+                   for text in values for c in parse(text).clauses]
+        out.append(SimpleNamespace(target=SimpleNamespace(clauses=clauses)))
+    return out
+
+
+def test_a_pair_with_one_run_over_an_upper_bound_is_settled_after_that_run():
+    assert settled_miss(verdicts({"p99<500ms": 501.0}), 2)
+    assert not settled_miss(verdicts({"p99<500ms": 499.0}), 2)
+    # a throughput below its bound can be carried by a far better second run
+    assert not settled_miss(verdicts({"throughput>=5rps": 4.0}), 2)
+
+
+def test_more_runs_settle_a_miss_only_once_the_median_must_miss():
+    miss, hit = {"p99<500ms": 600.0}, {"p99<500ms": 400.0}
+    assert not settled_miss(verdicts(miss), 3)
+    assert not settled_miss(verdicts(miss, hit), 3)
+    assert settled_miss(verdicts(miss, miss), 3)
+    assert not settled_miss(verdicts(miss, miss), 4) and settled_miss(verdicts(miss, miss, miss), 4)
+    # misses of different clauses do not add up
+    assert not settled_miss(verdicts({"p99<500ms": 600.0, "p50<100ms": 50.0}, {"p99<500ms": 400.0, "p50<100ms": 200.0}), 3)

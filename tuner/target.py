@@ -72,12 +72,17 @@ class Clause(BaseModel):
         return {"<": value < self.threshold, "<=": value <= self.threshold,
                 ">": value > self.threshold, ">=": value >= self.threshold}[self.op]
 
+    @property
+    def upper(self) -> bool:
+        """Whether the clause bounds its figure from above (latency, error rate)."""
+        return self.op in _UPPER
+
     def margin(self, value: float | None) -> float | None:
         """Relative slack: positive when met, e.g. 0.2 = 20 % below an upper bound."""
         if value is None or not np.isfinite(value):
             return None
         scale = abs(self.threshold) or 1.0
-        return (self.threshold - value) / scale if self.op in _UPPER else (value - self.threshold) / scale
+        return (self.threshold - value) / scale if self.upper else (value - self.threshold) / scale
 
     def display(self, value: float | None) -> str:
         """A value in the clause's own unit, e.g. `432ms`, `0.4%`."""

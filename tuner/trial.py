@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from loadgen import records as rec
 from target_app.topology import MULTIPLEXED
@@ -351,20 +352,26 @@ class _Numbered:
         self.inner.tick(elapsed_s)
 
 
-def run_repeated(system: SystemUnderTest, plan: TrialPlan, count: int, report: Reporter = Silent()) -> TrialResult:
+def run_repeated(system: SystemUnderTest, plan: TrialPlan, count: int, report: Reporter = Silent(),
+                 settled: Callable[[list[TrialResult], int], bool] | None = None) -> TrialResult:
     """Run the trial `count` times (same seed: the spread is the system's own noise) into
-    repeat-N/ folders, and write the combined result.json (medians, with their spread)."""
+    repeat-N/ folders, and write the combined result.json (medians, with their spread).
+    `settled(runs so far, count)` ends the repeats early once they decide what they were run
+    for (the hybrid search's verdict on a candidate); the result then combines those runs."""
     if count == 1:
         return run_trial(system, plan, report)
-    results = []
+    results, lost = [], False
     for i in range(1, count + 1):
         try:
             results.append(run_trial(system, replace(plan, out=plan.out / f"repeat-{i}"), _Numbered(report, i, count)))
         except StackError:
             results.append(load_result(plan.out / f"repeat-{i}" / "result.json"))
+            lost = True
+            break
+        if i < count and settled is not None and settled(results, count):
             break
     combined = combine_repeats(results, [f"repeat-{i}" for i in range(1, len(results) + 1)])
     write_result(plan.out / "result.json", combined)
-    if len(results) < count:
+    if lost:
         raise StackError(f"repeat {len(results)} of {count} could not be measured: {results[-1].reasons[-1]}")
     return combined

@@ -51,6 +51,7 @@ class TrialAttrs(BaseModel):
     sim_clause_values: list[dict[str, float | None]] = Field(default_factory=list)
     margin: float | None = None  # smallest relative margin over the clauses
     noise_used: float | None = None  # the noise the margin had to exceed
+    real_runs: int | None = None  # load trials the verification ran, over its scenarios
     passed: bool | None = None  # met with the margin above the noise
 
     @classmethod

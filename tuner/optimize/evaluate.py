@@ -84,6 +84,10 @@ class Evaluation:
                if k.startswith("target ") and not k.endswith("(server)") and s.cv is not None]
         return max(cvs) if cvs else None
 
+    def run_count(self) -> int:
+        """Load trials behind the evaluation: each scenario's repeats (one when not repeated)."""
+        return sum(r.repeat.count if r.repeat else 1 for r in self.results)
+
     def attrs(self) -> dict:
         """What a study keeps of the evaluation (JSON-able user attributes)."""
         return {"violations": self.violations, "feasible": self.feasible, "p99_ms": self.p99_ms(),
@@ -126,9 +130,9 @@ class RealBackend:
         self.repeat, self.report = repeat, report
 
     def evaluate(self, serve_config: dict, values: dict | None = None, label: str = "",
-                 repeat: int | None = None) -> Evaluation:
+                 repeat: int | None = None, settled=None) -> Evaluation:
         """Deploy `serve_config` and run each scenario on it (`repeat` runs each, by default
-        the backend's)."""
+        the backend's; `settled`, as `run_repeated` takes it, may end a scenario's repeats early)."""
         from tuner.trial import run_repeated
 
         folder = self.out / (label or "evaluation")
@@ -137,5 +141,5 @@ class RealBackend:
             plan = replace(self.base, serve_config=serve_config, config_path=None, scenario=path,
                            scenario_args=tuple(args), scenario_info=info, out=folder / path.stem)
             runs[path.stem] = str(plan.out.resolve())
-            results.append(run_repeated(self.system, plan, repeat or self.repeat, self.report))
+            results.append(run_repeated(self.system, plan, repeat or self.repeat, self.report, settled))
         return Evaluation(serve_config, results, runs=runs)

@@ -15,7 +15,14 @@ candidate is never proposed again, so the search moves on to the next cheapest.
 
 Verification (study `real`): a candidate's scenarios on the stack, `repeat` runs each. It
 passes when every clause holds on the median of the runs with a relative margin above the
-noise: the larger of the runs' own spread and the noise floor measured for this machine.
+noise: the larger of the runs' own spread and the noise floor measured for this machine. The
+repeats stop as soon as the runs so far fail it whatever the rest measure (`settled_miss`).
+
+Real runs are spent where the saving is. The user's references (the starting config, Ray's
+defaults) run once each before the first candidate: they are what a saving is counted against,
+and the correction's first votes. The static replica sweep, an engineer's fallback, runs after
+the candidates and only for counts cheaper than what passed: on the recorded searches it took 2
+of 6 real runs and could never beat a candidate that passed.
 Everything lives in the study storage, so `resume` carries on where a killed search stopped.
 """
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +42,7 @@ from tuner.optimize.attrs import StudyTrial, TrialAttrs
 from tuner.optimize.evaluate import Evaluation, judge
 from tuner.optimize.space import Space, apply
 from tuner.optimize.study import STATIC, completed, cost_of, open_storage, open_study, rank, record, run_study
+from tuner.result import TrialResult
 from tuner.target import Clause, Target
 
 
@@ -87,6 +96,18 @@ def rejudge(trial: StudyTrial, clauses: dict[str, Clause], factors: dict[str, fl
     return judge(a.clause_values, clauses, [s != "unmeasured" for s in a.statuses], factors)
 
 
+def settled_miss(runs: list[TrialResult], planned: int) -> bool:
+    """Whether the runs so far fail a verification of `planned` runs whatever the rest measure:
+    more than half of the planned runs missed one clause, so its median misses; or, of a pair,
+    one run missed an upper bound. A pair's median is its mean m, and a run at or above the bound
+    B puts the pair's CV at no less than sqrt(2)(B - m)/m, above the margin (B - m)/B a pass must
+    exceed it by. (A lower bound, a throughput, has no such limit: a far better second run can
+    carry it.)"""
+    missed = [cv.clause for r in runs for cv in r.target.clauses if not cv.passed]
+    return (any(2 * n > planned for n in Counter(c.text for c in missed).values())
+            or (planned == 2 and any(c.upper for c in missed)))
+
+
 def margin_and_noise(ev: Evaluation, noise_floor: float) -> tuple[float, float]:
     """The smallest relative margin over the clauses, and the noise it must exceed."""
     return min(-v for v in ev.violations), max(ev.noise() or 0.0, noise_floor)
@@ -122,7 +143,7 @@ class Hybrid:
             study = self._round(k, rounds[-1] if rounds else None)
             rounds.append(study)
             if k == 0 and self.settings.real_baselines:
-                self._verify_baselines(study)
+                self._verify_baselines(study, sweep=False)
             for _ in range(self.settings.candidates - self._verified_in(k)):
                 if short := self._no_time_for(self.settings.repeat):
                     return self._end(rounds, short)
@@ -186,22 +207,23 @@ class Hybrid:
 
     # -- verification ------------------------------------------------------------------------
 
-    def _verify_baselines(self, round0: optuna.Study) -> None:
-        """Run each baseline once for real; the static sweep (in rising replica counts) stops at
-        the first count that passes: more replicas cost more. A static count the simulator,
-        corrected by the real runs so far, puts far from the target is reported as simulated
-        (`_hopeless`): a real run would only confirm the miss, and the runs it saves are a
-        candidate's verification."""
+    def _verify_baselines(self, round0: optuna.Study, sweep: bool) -> None:
+        """Run baselines once each for real: the named ones (`sweep` False), or the static
+        sweep's counts (`sweep` True) in rising replica counts, each only while it costs less
+        than the cheapest configuration that passed: more replicas cost more. A static count
+        the simulator, corrected by the real runs so far, puts far from the target is reported
+        as simulated (`_hopeless`): a real run would only confirm the miss."""
         done = {tuple(TrialAttrs.of(t).baselines) for t in completed(self.real_study)}
         for t in completed(round0):
             labels = tuple(TrialAttrs.of(t).baselines)
-            static = bool(labels) and all(label.startswith(STATIC) for label in labels)
-            if static and any(p.passed and all(label.startswith(STATIC) for label in p.baselines)
-                              for p in map(TrialAttrs.of, completed(self.real_study)) if p.baselines):
+            if not labels or labels in done:
                 continue
-            if static and self._hopeless(t):
+            if all(label.startswith(STATIC) for label in labels) != sweep:
                 continue
-            if labels and labels not in done and not self._no_time_for(1):
+            best = self._best()
+            if sweep and (self._hopeless(t) or (best is not None and rank(t)[0] >= rank(best)[0])):
+                continue
+            if not self._no_time_for(1):
                 self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
 
     def _hopeless(self, sim_trial: StudyTrial) -> bool:
@@ -224,16 +246,17 @@ class Hybrid:
             trial = self.real_study.ask(sim_trial.distributions)
         runs, t0 = repeat or self.settings.repeat, self.clock()
         try:
-            ev = self.real.evaluate(apply(self.serve_config, values), values, label, runs)
+            ev = self.real.evaluate(apply(self.serve_config, values), values, label, runs, settled_miss)
         except BaseException:
             self.real_study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        self.run_s.append((self.clock() - t0) / runs)
+        self.run_s.append((self.clock() - t0) / ev.run_count())
         objective = record(trial, values, ev)
         margin, noise = margin_and_noise(ev, self.settings.noise_floor)
         TrialAttrs(label=label, round=k, sim_trial=f"sim-{k}:{sim_trial.number}", sim_cost=cost_of(sim_trial),
                    sim_p99_ms=sim.p99_ms, sim_clause_values=sim.clause_values, baselines=labels or [],
-                   margin=margin, noise_used=noise, passed=bool(ev.feasible and margin > noise)).store(trial)
+                   margin=margin, noise_used=noise, passed=bool(ev.feasible and margin > noise),
+                   real_runs=ev.run_count()).store(trial)
         frozen = self.real_study.tell(trial, objective)
         self.on_real(label, frozen)
         return frozen
@@ -269,6 +292,8 @@ class Hybrid:
         return min(passed, key=rank) if passed else None
 
     def _end(self, rounds: list[optuna.Study], reason: str) -> HybridOutcome:
+        if self.settings.real_baselines:
+            self._verify_baselines(rounds[0], sweep=True)
         return HybridOutcome(rounds, self.real_study, self._best(), reason, self.factors())
 
 
@@ -282,11 +307,14 @@ def hybrid_summary(outcome: HybridOutcome, noise_floor: float, real_repeat: int,
     the correction, and each verified candidate's real verdict beside the simulator's, with its
     trial folders relative to the search's `folder`."""
     verified = [(t, TrialAttrs.of(t)) for t in candidates(outcome.real)]
+    runs = [TrialAttrs.of(t).real_runs for t in completed(outcome.real)]
     return {"reason": outcome.reason, "rounds": len(outcome.rounds), "real_candidates": len(verified),
+            "real_runs": sum(runs) if None not in runs else None,
             "sim_winners_failed": sum(not a.passed for _, a in verified),
             "correction": outcome.factors, "noise_floor": noise_floor, "real_repeat": real_repeat,
             "verified": [{"trial": t.number, "label": a.label, "round": a.round, "cost_per_hour": t.values[0],
                           "sim_cost_per_hour": a.sim_cost, "p99_ms": a.p99_ms, "sim_p99_ms": a.sim_p99_ms,
                           "met": a.feasible, "margin": a.margin, "noise": a.noise_used, "passed": a.passed,
+                          "real_runs": a.real_runs,
                           "runs": a.runs_under(folder)}
                          for t, a in verified]}
