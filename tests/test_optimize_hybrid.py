@@ -212,7 +212,7 @@ def test_when_no_candidate_passes_the_static_sweep_is_the_fallback(p99, tmp_path
     assert p99[3] < bound < p99[2] * SLOWER
     h, real = static_hybrid(bound, tmp_path, factor={1: 1.0, 2: SLOWER, 3: 1.0, 4: 1.0}, max_real=1)
     outcome = h.run()
-    # the corrected simulator puts 1 and 2 replicas far off, so the sweep runs 3 only
+    # the sweep runs 3 only: the corrected simulator puts 1 replica far off, 2 is the candidate that failed
     assert [label for label, _, _ in real.calls] == ["baseline-starting-config", "real-001",
                                                      "baseline-static-3-replicas"]
     assert outcome.best.user_attrs["baselines"] == ["static 3 replicas"]
@@ -245,3 +245,27 @@ def test_more_runs_settle_a_miss_only_once_the_median_must_miss():
     assert not settled_miss(verdicts(miss, miss), 4) and settled_miss(verdicts(miss, miss, miss), 4)
     # misses of different clauses do not add up
     assert not settled_miss(verdicts({"p99<500ms": 600.0, "p50<100ms": 50.0}, {"p99<500ms": 400.0, "p50<100ms": 200.0}), 3)
+
+
+def test_a_candidate_is_not_verified_when_the_budget_would_leave_the_sweep_no_run(p99, tmp_path):
+    """Each real run takes 100 s of 350. After the starting config (100 s), the candidate's pair
+    and the one sweep run it may need (static 2, which the corrected simulator has passing)
+    would end at 400 s: the sweep runs instead, static 2 misses for real, static 3 passes."""
+    bound = p99[2] * 1.1
+    now = [0.0]
+    h, real = static_hybrid(bound, tmp_path, factor={1: 1.0, 2: SLOWER, 3: 1.0, 4: 1.0})
+    h.clock, h.deadline = (lambda: now[0]), 350.0
+    evaluate = real.evaluate
+
+    def slow_evaluate(serve_config, values=None, label="", repeat=None, settled=None):
+        ev = evaluate(serve_config, values, label, repeat, settled)
+        now[0] += 100.0 * ev.run_count()
+        return ev
+
+    real.evaluate = slow_evaluate
+    outcome = h.run()
+    assert [label for label, _, _ in real.calls] == ["baseline-starting-config", "baseline-static-2-replicas",
+                                                     "baseline-static-3-replicas"]
+    assert outcome.reason == ("the time budget left (250 s) is shorter than a verification and the static sweep's "
+                              "1 run(s) (3 x 100 s)")
+    assert outcome.best.user_attrs["baselines"] == ["static 3 replicas"]

@@ -22,7 +22,9 @@ Real runs are spent where the saving is. The user's references (the starting con
 defaults) run once each before the first candidate: they are what a saving is counted against,
 and the correction's first votes. The static replica sweep, an engineer's fallback, runs after
 the candidates and only for counts cheaper than what passed: on the recorded searches it took 2
-of 6 real runs and could never beat a candidate that passed.
+of 6 real runs and could never beat a candidate that passed cheaper. A candidate is verified
+only while the budget also leaves the sweep the runs it may need, so the answer is never worse
+than the engineer's sweep for want of time.
 Everything lives in the study storage, so `resume` carries on where a killed search stopped.
 """
 
@@ -145,7 +147,9 @@ class Hybrid:
             if k == 0 and self.settings.real_baselines:
                 self._verify_baselines(study, sweep=False)
             for _ in range(self.settings.candidates - self._verified_in(k)):
-                if short := self._no_time_for(self.settings.repeat):
+                reserve = self._sweep_reserve(rounds[0])
+                what = "a verification" + (f" and the static sweep's {reserve} run(s)" if reserve else "")
+                if short := self._no_time_for(self.settings.repeat + reserve, what):
                     return self._end(rounds, short)
                 if len(candidates(self.real_study)) >= self.settings.max_real:
                     return self._end(rounds, f"all {self.settings.max_real} real verifications of candidates used")
@@ -208,23 +212,45 @@ class Hybrid:
     # -- verification ------------------------------------------------------------------------
 
     def _verify_baselines(self, round0: optuna.Study, sweep: bool) -> None:
-        """Run baselines once each for real: the named ones (`sweep` False), or the static
+        """Run baselines once each for real (`_baselines_left`), while the budget has a run left."""
+        while (left := self._baselines_left(round0, sweep)) and not self._no_time_for(1):
+            labels = TrialAttrs.of(left[0]).baselines
+            self._verify(left[0], 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
+
+    def _baselines_left(self, round0: optuna.Study, sweep: bool) -> list[StudyTrial]:
+        """The baselines still to run for real: the named ones (`sweep` False), or the static
         sweep's counts (`sweep` True) in rising replica counts, each only while it costs less
         than the cheapest configuration that passed: more replicas cost more. A static count
         the simulator, corrected by the real runs so far, puts far from the target is reported
-        as simulated (`_hopeless`): a real run would only confirm the miss."""
-        done = {tuple(TrialAttrs.of(t).baselines) for t in completed(self.real_study)}
+        as simulated (`_hopeless`): a real run would only confirm the miss. A configuration
+        already run for real (a candidate the sweep's count equals) is not run again."""
+        real = [TrialAttrs.of(t) for t in completed(self.real_study)]
+        done, tried = {tuple(a.baselines) for a in real}, [a.values for a in real]
+        best, left = self._best(), []
         for t in completed(round0):
-            labels = tuple(TrialAttrs.of(t).baselines)
-            if not labels or labels in done:
+            a = TrialAttrs.of(t)
+            labels = tuple(a.baselines)
+            if (not labels or labels in done or a.values in tried
+                    or all(label.startswith(STATIC) for label in labels) != sweep):
                 continue
-            if all(label.startswith(STATIC) for label in labels) != sweep:
-                continue
-            best = self._best()
             if sweep and (self._hopeless(t) or (best is not None and rank(t)[0] >= rank(best)[0])):
                 continue
-            if not self._no_time_for(1):
-                self._verify(t, 0, "baseline-" + labels[0].replace(" ", "-"), repeat=1, labels=list(labels))
+            left.append(t)
+        return left
+
+    def _sweep_reserve(self, round0: optuna.Study) -> int:
+        """Real runs the static sweep may still take: its counts left, up to the first that the
+        corrected simulator has passing with a margin above the noise floor (the sweep stops at
+        a pass). None when the search runs no baselines for real."""
+        if not self.settings.real_baselines:
+            return 0
+        factors, n = self.factors(), 0
+        for t in self._baselines_left(round0, sweep=True):
+            n += 1
+            _, shortfalls, feasible = rejudge(t, self.clauses, factors)
+            if feasible and all(-s > self.settings.noise_floor for s in shortfalls):
+                break
+        return n
 
     def _hopeless(self, sim_trial: StudyTrial) -> bool:
         """Whether the simulated trial, corrected by the real runs so far, misses some clause by
@@ -272,17 +298,17 @@ class Hybrid:
     def _over_time(self) -> bool:
         return self.deadline is not None and self.clock() >= self.deadline
 
-    def _no_time_for(self, runs: int) -> str | None:
-        """Why `runs` real runs, each as long as the median one so far, would not end within the
-        budget (None when they would): a verification started just before the deadline would
-        overrun it by minutes."""
+    def _no_time_for(self, runs: int, what: str = "a verification") -> str | None:
+        """Why `runs` real runs (`what` they are), each as long as the median one so far, would
+        not end within the budget (None when they would): a verification started just before
+        the deadline would overrun it by minutes."""
         if self.deadline is None:
             return None
         left = self.deadline - self.clock()
         if left <= 0:
             return "the time budget ran out"
         if self.run_s and statistics.median(self.run_s) * runs > left:
-            return (f"the time budget left ({left:.0f} s) is shorter than a verification "
+            return (f"the time budget left ({left:.0f} s) is shorter than {what} "
                     f"({runs} x {statistics.median(self.run_s):.0f} s)")
         return None
 
