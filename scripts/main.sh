@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: install, start the stack, and run a hybrid
 # `tuner optimize` on the burst scenario at p99<500ms: search Serve's settings in the simulator,
-# run the baselines (the starting config, Ray's defaults, the seed article's settings and a
-# static sweep of 1, 2, 3 replicas) and the best candidates on the real stack (correcting the
-# simulator by what the real runs show), print the tuned settings and their cost against the
-# baselines, then stop the stack. Every model stage runs on an emulated accelerator
+# run the starting config (the seed article's settings) and Ray's defaults, then the best
+# candidates, on the real stack (correcting the simulator by what the real runs show; a static
+# sweep of 1, 2, 3 replicas only when no candidate passed), print the tuned settings and their
+# cost against the baselines, then stop the stack. Every model stage runs on an emulated accelerator
 # (README, "Emulated accelerators"), so a replica adds capacity on this small host.
 # Exit 0 when a configuration met the target on the real stack, 1 when none did, 2 usage
 # error, 3 when the stack could not be measured. TARGET, SCENARIO, DURATION, WARMUP and

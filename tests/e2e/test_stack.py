@@ -60,6 +60,8 @@ def stack(tmp_path_factory, built_models):
     s = Stack(tmp_path_factory.mktemp("stack"))
     s.before = pid_snapshot()
     # 2 s scrapes: the wait for Prometheus after each trial is 10 s rather than 22 (the suite's time).
+    # Not 1 s scrapes: a scrape times out at its interval, and a busy host's slow scrapes would
+    # read as gaps.
     r = tuner("stack", "up", "--config", str(s.config_path), "--state-dir", str(s.state_dir), *s.port_args(),
               "--scrape-interval", "2", "--metrics-report-ms", "2000")
     try:
@@ -464,7 +466,7 @@ def test_profile_writes_a_calibration_the_simulator_runs(stack, tmp_path):
     from tuner.calibration_file import load_calibration
 
     r = tuner("profile", "--state-dir", str(stack.state_dir), "--out", str(tmp_path / "calib"), "--phase-seconds", "3",
-              "--levels", "1,2", timeout=600)
+              "--levels", "1", timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     cal = load_calibration(tmp_path / "calib" / "calibration.yaml")
     assert set(cal.stages) == {d["name"] for a in stack.config["applications"] for d in a["deployments"]}
@@ -474,7 +476,7 @@ def test_profile_writes_a_calibration_the_simulator_runs(stack, tmp_path):
     assert cal.stage("MultiLoRAModel").load_ms > 0 and cal.stage("QueryRewriter").start_s > 0
     assert not cal.stage("Reranker").cpu_bound  # profile mode holds the batch: no CPU work
     measured = json.loads((tmp_path / "calib" / "measurements.json").read_text())
-    assert len(measured["phases"]) == 9 and all(p["latencies_ms"] for p in measured["phases"])  # 3 routes x 2 levels, 3 bursts
+    assert len(measured["phases"]) == 6 and all(p["latencies_ms"] for p in measured["phases"])  # 3 routes x 1 level, 3 bursts
     assert [p["concurrency"] for p in measured["phases"] if p["burst"]] == [4, 8, 16]
     assert len(cal.stage("QueryRewriter").service_ms) >= 2  # bursts gave batches of more than one
     assert measured["idle_cores"] > 0 and all(p["busy_cores"] > 0 for p in measured["phases"] if not p["burst"])
@@ -618,20 +620,20 @@ def test_an_llm_outage_degrades_rag_and_the_trial_measures_the_recovery(stack, t
 
 def test_a_prometheus_gap_a_killed_replica_and_controller_are_injected_and_the_trial_survives(stack, tmp_path):
     out = tmp_path / "kills"
-    # Prometheus down 15 s: a hole counts as a gap past three scrape intervals without one.
+    # Prometheus down 12 s: a hole counts as a gap past three scrape intervals without one.
     r = tuner("run", "--state-dir", str(stack.state_dir), "--config", str(stack.config_path), "--target", "p99<20s",
-              "--scenario", "steady", "--rate", "3", "--duration", "45", "--warmup", "0", "--no-prime", "--out", str(out),
-              "--fault", "prometheus-restart@8s+15s", "--fault", "kill-replica@30s:deployment=VectorSearch",
-              "--fault", "kill-controller@33s")
+              "--scenario", "steady", "--rate", "3", "--duration", "34", "--warmup", "0", "--no-prime", "--out", str(out),
+              "--fault", "prometheus-restart@6s+12s", "--fault", "kill-replica@22s:deployment=VectorSearch",
+              "--fault", "kill-controller@25s")
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     done = {f["kind"]: f for f in result["faults"]}
     assert done["kill-replica"]["done"].startswith("killed rag/VectorSearch replica")
     assert done["kill-controller"]["done"].startswith("killed the Serve controller")
-    assert done["prometheus-restart"]["done"] == "Prometheus restarted after 15 s down"
+    assert done["prometheus-restart"]["done"] == "Prometheus restarted after 12 s down"
     assert result["status"] in ("met", "missed") and result["overall"]["arrivals"] > 0
     (gap,) = result["gaps"]  # noted: nothing scaled while Prometheus was down, so the trial stands
-    assert gap["start_s"] < 9 and gap["end_s"] - gap["start_s"] >= 15
+    assert gap["start_s"] < 7 and gap["end_s"] - gap["start_s"] >= 12
     assert any("Prometheus recorded nothing from Ray" in x and "taken as constant" in x for x in result["reasons"])
     r = tuner("stack", "status", "--state-dir", str(stack.state_dir))
     assert r.returncode == 0, r.stdout  # Prometheus is back, Serve replaced the replica
