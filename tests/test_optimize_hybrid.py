@@ -59,13 +59,12 @@ def p99():
     return {n: b.evaluate(apply(CONFIG, repair({KEY: n}, SPACE, CONFIG))).p99_ms() for n in range(1, 5)}
 
 
-def hybrid(target: str, tmp_path: Path, clock=None, time_budget_s=None, **settings) -> tuple[Hybrid, Slower]:
+def hybrid(target: str, tmp_path: Path, **settings) -> tuple[Hybrid, Slower]:
     sim = backend(target)
     real = Slower(backend(target), SLOWER)
     opts = dict(sim_trials=8, max_real=3, repeat=2, noise_floor=0.01, real_baselines=False) | settings
     return Hybrid(sim, real, SPACE, CONFIG, parse_target(target), storage=f"sqlite:///{tmp_path}/s.db", seed=3,
-                  settings=HybridSettings(**opts), time_budget_s=time_budget_s,
-                  **({"clock": clock} if clock else {})), real
+                  settings=HybridSettings(**opts)), real
 
 
 def test_a_simulator_winner_that_fails_for_real_corrects_the_simulator_and_the_next_candidate_passes(p99, tmp_path):
@@ -103,19 +102,25 @@ def test_no_verification_starts_that_would_end_after_the_time_budget(p99, tmp_pa
     (a pair with one run over the bound cannot pass), and the next, whose two runs would end at
     300 s, is not started."""
     bound = SLOWER * (p99[2] + p99[3]) / 2  # 2 replicas fail for real, 3 would pass
+    h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path)
+    outcome = on_a_clock(h, real, budget_s=250).run()
+    assert [v for _, v, _ in real.calls] == [2] and real.runs == [1] and outcome.best is None
+    assert outcome.reason == "the time budget left (150 s) is shorter than a verification (2 x 100 s)"
+
+
+def on_a_clock(h: Hybrid, real: Slower, budget_s: float, run_s: float = 100.0) -> Hybrid:
+    """The search on a clock that starts at 0 and that each real run moves by `run_s`."""
     now = [0.0]
-    h, real = hybrid(f"p99<{bound:.0f}ms", tmp_path, clock=lambda: now[0], time_budget_s=250)
+    h.clock, h.deadline = (lambda: now[0]), budget_s
     evaluate = real.evaluate
 
     def slow_evaluate(serve_config, values=None, label="", repeat=None, settled=None):
         ev = evaluate(serve_config, values, label, repeat, settled)
-        now[0] += 100.0 * ev.run_count()
+        now[0] += run_s * ev.run_count()
         return ev
 
     real.evaluate = slow_evaluate
-    outcome = h.run()
-    assert [v for _, v, _ in real.calls] == [2] and real.runs == [1] and outcome.best is None
-    assert outcome.reason == "the time budget left (150 s) is shorter than a verification (2 x 100 s)"
+    return h
 
 
 def test_a_baseline_that_passes_for_real_is_the_answer_when_nothing_cheaper_is_left(tmp_path):
@@ -251,19 +256,8 @@ def test_a_candidate_is_not_verified_when_the_budget_would_leave_the_sweep_no_ru
     """Each real run takes 100 s of 350. After the starting config (100 s), the candidate's pair
     and the one sweep run it may need (static 2, which the corrected simulator has passing)
     would end at 400 s: the sweep runs instead, static 2 misses for real, static 3 passes."""
-    bound = p99[2] * 1.1
-    now = [0.0]
-    h, real = static_hybrid(bound, tmp_path, factor={1: 1.0, 2: SLOWER, 3: 1.0, 4: 1.0})
-    h.clock, h.deadline = (lambda: now[0]), 350.0
-    evaluate = real.evaluate
-
-    def slow_evaluate(serve_config, values=None, label="", repeat=None, settled=None):
-        ev = evaluate(serve_config, values, label, repeat, settled)
-        now[0] += 100.0 * ev.run_count()
-        return ev
-
-    real.evaluate = slow_evaluate
-    outcome = h.run()
+    h, real = static_hybrid(p99[2] * 1.1, tmp_path, factor={1: 1.0, 2: SLOWER, 3: 1.0, 4: 1.0})
+    outcome = on_a_clock(h, real, budget_s=350).run()
     assert [label for label, _, _ in real.calls] == ["baseline-starting-config", "baseline-static-2-replicas",
                                                      "baseline-static-3-replicas"]
     assert outcome.reason == ("the time budget left (250 s) is shorter than a verification and the static sweep's "
