@@ -3,7 +3,7 @@
 # `tuner optimize` on the burst scenario at p99<500ms: search Serve's settings in the simulator,
 # run the starting config (the seed article's settings) and Ray's defaults, then the best
 # candidates, on the real stack (correcting the simulator by what the real runs show; a static
-# sweep of 1, 2, 3 replicas only when no candidate passed), print the tuned settings and their
+# sweep of 1, 2, 3 replicas only for counts cheaper than what passed), print the tuned settings and their
 # cost against the baselines, then stop the stack. Every model stage runs on an emulated accelerator
 # (README, "Emulated accelerators"), so a replica adds capacity on this small host.
 # Exit 0 when a configuration met the target on the real stack, 1 when none did, 2 usage

@@ -273,3 +273,32 @@ def test_spread(values, median, cv):
         assert s.cv is None
     else:
         assert s.cv == pytest.approx(cv)
+
+
+# ---- run_repeated ----
+
+def test_repeats_end_early_once_settled_and_combine_the_runs_made(tmp_path, monkeypatch):
+    """A repeat that settles the verdict ends the rest: the result combines the runs made and
+    names only their folders; without `settled` every repeat runs."""
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    from tuner import trial as trial_mod
+
+    @dataclass(frozen=True)
+    class Plan:
+        out: Path
+
+    made = []
+
+    def run_trial(system, plan, report):
+        made.append(plan.out.name)
+        return trial(700.0, 600.0, 0.0, tag=plan.out.name)  # /rag p99 600 ms: over its 500 ms bound
+
+    monkeypatch.setattr(trial_mod, "run_trial", run_trial)
+    out = trial_mod.run_repeated(None, Plan(tmp_path / "a"), 3, settled=lambda runs, n: len(runs) == 2)
+    assert made == ["repeat-1", "repeat-2"] and out.repeat.count == 2
+    assert res.load_result(tmp_path / "a" / "result.json").repeat.runs == ["repeat-1", "repeat-2"]
+    made.clear()
+    trial_mod.run_repeated(None, Plan(tmp_path / "b"), 3)
+    assert made == ["repeat-1", "repeat-2", "repeat-3"]

@@ -241,7 +241,7 @@ class Hybrid:
     def _sweep_reserve(self, round0: optuna.Study) -> int:
         """Real runs the static sweep may still take: its counts left, up to the first that the
         corrected simulator has passing with a margin above the noise floor (the sweep stops at
-        a pass). None when the search runs no baselines for real."""
+        a pass). 0 when the search runs no baselines for real."""
         if not self.settings.real_baselines:
             return 0
         factors, n = self.factors(), 0
@@ -276,7 +276,9 @@ class Hybrid:
         except BaseException:
             self.real_study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        self.run_s.append((self.clock() - t0) / ev.run_count())
+        # Seconds per repeat of every scenario, what `_no_time_for` multiplies: the load trials
+        # made, over the scenarios (a verification that stopped early made fewer).
+        self.run_s.append((self.clock() - t0) * len(ev.results) / ev.run_count())
         objective = record(trial, values, ev)
         margin, noise = margin_and_noise(ev, self.settings.noise_floor)
         TrialAttrs(label=label, round=k, sim_trial=f"sim-{k}:{sim_trial.number}", sim_cost=cost_of(sim_trial),
