@@ -97,6 +97,21 @@ def test_a_margin_below_the_noise_is_not_a_pass(p99, tmp_path):
     assert "no cheaper simulated configuration" in outcome.reason
 
 
+def test_the_sampler_reads_each_shortfall_plus_the_noise_floor_and_the_verdicts_stay_plain(p99, tmp_path):
+    """A round's constraints ask for the margin a real pass needs; a trial's own verdict (what
+    the reports and the simulated baselines read) is the plain one under the correction."""
+    bound = SLOWER * p99[3] * 1.05  # 3 replicas meet for real, by 5 %: inside a 10 % floor
+    h, _ = hybrid(f"p99<{bound:.0f}ms", tmp_path, noise_floor=0.10, max_real=4)
+    outcome = h.run()
+    trials = [t for study in outcome.rounds for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert any("copied_from" in t.user_attrs for t in trials)
+    for t in trials:
+        (violation,), (constraint,) = t.user_attrs["violations"], t.constraints.values()
+        assert constraint == pytest.approx(violation + 0.10)
+        assert t.user_attrs["feasible"] == (violation < 0)
+    assert any(t.user_attrs["feasible"] and c > 0 for t in trials for c in t.constraints.values())
+
+
 def test_no_verification_starts_that_would_end_after_the_time_budget(p99, tmp_path):
     """Each real run takes 100 s of a 250 s budget: the first candidate fails on its first run
     (a pair with one run over the bound cannot pass), and the next, whose two runs would end at

@@ -310,7 +310,7 @@ def optimize(
     baseline: list[Path] = typer.Option([], "--baseline", metavar="FILE", help="a Serve config to evaluate as a baseline (repeatable)"),
     max_real: int = typer.Option(4, "--max-real", min=1, max=100, help="hybrid: candidates verified for real at most"),
     real_repeat: int = typer.Option(2, "--real-repeat", min=1, max=20, help="hybrid: real runs per candidate"),
-    noise_floor: float = typer.Option(0.15, "--noise-floor", min=0, max=1,
+    noise_floor: float = typer.Option(0.15, "--noise-floor", min=0, max=0.5,
                                       help="hybrid: least relative margin a real pass needs (a 45-s trial's p99 moves by this much between runs here)"),
     static_sweep: int = typer.Option(3, "--static-sweep", min=0, max=20,
                                      help="baselines: the searched deployments fixed at 1..N replicas each (0: none); "

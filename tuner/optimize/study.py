@@ -158,12 +158,13 @@ def open_study(storage: str | RDBStorage, name: str, *, seed: int = 0, sampler: 
                                sampler=make_sampler(sampler, seed), load_if_exists=resume)
 
 
-def record(trial: optuna.Trial, values: dict, ev) -> tuple[float, ...] | float:
+def record(trial: optuna.Trial, values: dict, ev, guard: float = 0.0) -> tuple[float, ...] | float:
     """Store an evaluation on its trial (values, verdict attributes, one constraint per
-    clause) and return the objective(s)."""
+    clause: its shortfall plus `guard`, the relative margin the sampler is to treat as the
+    least feasible one) and return the objective(s)."""
     TrialAttrs(values=values, **ev.attrs()).store(trial)
     for clause, v in zip(ev.clauses, ev.violations):
-        trial.set_constraint(clause, v)
+        trial.set_constraint(clause, v + guard)
     if len(trial.study.directions) == 2:
         return ev.cost, ev.p99_ms() or NO_P99_MS
     return ev.cost
@@ -191,14 +192,15 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage: str | RDBStorage, name: str,
               seed: int = 0, sampler: str = "tpe", pareto: bool = False, named_baselines: dict[str, dict] | None = None,
-              factors: dict[str, float] | None = None, time_budget_s: float | None = None,
+              factors: dict[str, float] | None = None, guard: float = 0.0, time_budget_s: float | None = None,
               patience: int | None = None, resume: bool = False,
               prior: list[optuna.trial.FrozenTrial] | None = None,
               on_trial: Callable[[optuna.trial.FrozenTrial, optuna.trial.FrozenTrial | None], None] = lambda t, b: None,
               ) -> optuna.Study:
     """Run (or continue) the study until `trials` completed trials, the time budget, or
     `patience` trials without a better feasible cost. `factors` correct the backend's
-    measured clause values (the hybrid search's simulator correction); a new study starts
+    measured clause values (the hybrid search's simulator correction), `guard` tightens the
+    constraints the sampler reads (`record`); a new study starts
     from the `prior` trials of an earlier search (tuner.optimize.warm_start)."""
     study = open_study(storage, name, seed=seed, sampler=sampler, pareto=pareto, resume=resume)
     if not study.trials:
@@ -212,7 +214,7 @@ def run_study(backend, space: Space, serve_config: dict, *, trials: int, storage
     def objective(trial: optuna.Trial):
         values = repair(suggest(trial, space), space, serve_config)
         ev = backend.evaluate(apply(serve_config, values), values, f"trial-{trial.number:04d}")
-        return record(trial, values, replace(ev, factors=factors) if factors else ev)
+        return record(trial, values, replace(ev, factors=factors) if factors else ev, guard)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = best_trial(study)
