@@ -278,3 +278,16 @@ def test_a_candidate_is_not_verified_when_the_budget_would_leave_the_sweep_no_ru
     assert outcome.reason == ("the time budget left (250 s) is shorter than a verification and the static sweep's "
                               "1 run(s) (3 x 100 s)")
     assert outcome.best.user_attrs["baselines"] == ["static 3 replicas"]
+
+
+def test_a_sweep_no_count_of_which_has_the_margin_keeps_no_time_from_a_candidate(p99, tmp_path):
+    """The same clock and budget as above, but a floor only 4 replicas clear in the simulator:
+    no static count (1-3) could pass by the margin, so none is reserved, and the candidate's
+    pair runs after the starting config (the old reserve, every count left, refused it)."""
+    floor = 0.2
+    bound = (p99[3] + p99[4]) / 2 / (1 - floor)  # 4 replicas clear the floor, 3 do not
+    assert p99[4] < bound * (1 - floor) < p99[3]
+    h, real = static_hybrid(bound, tmp_path, factor=1.0, noise_floor=floor)
+    outcome = on_a_clock(h, real, budget_s=350).run()
+    assert [label for label, _, _ in real.calls] == ["baseline-starting-config", "real-001"]
+    assert outcome.best.user_attrs["values"][KEY] == 4

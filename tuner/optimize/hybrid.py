@@ -29,8 +29,9 @@ defaults) run once each before the first candidate: they are what a saving is co
 and the correction's first votes. The static replica sweep, an engineer's fallback, runs after
 the candidates and only for counts cheaper than what passed: on the recorded searches it took 2
 of 6 real runs and could never beat a candidate that passed cheaper. A candidate is verified
-only while the budget also leaves the sweep the runs it may need, so the answer is never worse
-than the engineer's sweep for want of time.
+only while the budget also leaves the sweep the runs it may need to reach a count the
+corrected simulator has passing with the margin, so the answer is never worse than the
+engineer's sweep for want of time.
 Everything lives in the study storage, so `resume` carries on where a killed search stopped.
 """
 
@@ -250,18 +251,20 @@ class Hybrid:
         return left
 
     def _sweep_reserve(self, round0: optuna.Study) -> int:
-        """Real runs the static sweep may still take: its counts left, up to the first that the
-        corrected simulator has passing with a margin above the noise floor (the sweep stops at
-        a pass). 0 when the search runs no baselines for real."""
+        """Real runs the static sweep may need to reach a pass: its counts left, up to the first
+        that the corrected simulator has passing with a margin above the noise floor (the sweep
+        stops at a pass). 0 when no count left has that margin: a real pass needs it, so such a
+        sweep is no fallback to keep time for (on the diurnal search that made this rule, the
+        reserve for static 2 and 3, met by 4 % in the simulator and then for real, stopped a
+        second candidate from being verified), and 0 when the search runs no baselines for real."""
         if not self.settings.real_baselines:
             return 0
-        factors, n = self.factors(), 0
-        for t in self._baselines_left(round0, sweep=True):
-            n += 1
+        factors = self.factors()
+        for n, t in enumerate(self._baselines_left(round0, sweep=True), start=1):
             _, shortfalls, feasible = rejudge(t, self.clauses, factors)
             if feasible and all(-s > self.settings.noise_floor for s in shortfalls):
-                break
-        return n
+                return n
+        return 0
 
     def _hopeless(self, sim_trial: StudyTrial) -> bool:
         """Whether the simulated trial, corrected by the real runs so far, misses some clause by
