@@ -9,8 +9,8 @@ is feasible to it only with the margin a real pass needs. Minimising cost, a sam
 bound packs its feasible trials against it, where no real run passes by the margin: on the
 trace's search (BENCHMARKS.md, "Outcome") all 40 simulated trials under 2.7/h landed 2-6 %
 inside `ttft_p99<500ms` and both candidates failed for real; asked for the margin, the same
-sampler found one 12 % inside at 1.66/h. (The trials' own verdicts, `feasible`, stay the plain
-ones: the reports and the simulated baselines read them.) A new round starts with every
+sampler found 1.88/h at a simulated 386 ms, which passed for real. (The trials' own verdicts,
+`feasible`, stay the plain ones: the reports and the simulated baselines read them.) A new round starts with every
 earlier simulated trial copied in and judged again under the new correction (nothing is
 simulated twice), then samples `sim_trials` more; a warm start's prior trials
 (tuner.optimize.warm_start) join round 0 constrained the same way, and the later rounds carry them.
@@ -255,8 +255,9 @@ class Hybrid:
         that the corrected simulator has passing with a margin above the noise floor (the sweep
         stops at a pass). 0 when no count left has that margin: a real pass needs it, so such a
         sweep is no fallback to keep time for (on the diurnal search that made this rule, the
-        reserve for static 2 and 3, met by 4 % in the simulator and then for real, stopped a
-        second candidate from being verified), and 0 when the search runs no baselines for real."""
+        reserve for static 2 and 3, neither with the margin in the simulator and both met by only
+        4 % for real, stopped a second candidate from being verified), and 0 when the search runs
+        no baselines for real."""
         if not self.settings.real_baselines:
             return 0
         factors = self.factors()
