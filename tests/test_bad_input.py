@@ -503,7 +503,7 @@ OPTIMIZE = ["optimize", "--backend", "sim", "--target", "p99<1s", "--scenario", 
     ([*SIM, "--duration", "soon"], "Invalid value for '--duration'"),
     # a margin of half the bound is the most a real pass may be asked for (the sampler's
     # constraints add it to every shortfall)
-    ([*OPTIMIZE, "--noise-floor", "0.8"], "Invalid value for '--noise-floor': 0.8 is not in the range 0<=x<=0.5"),
+    ([*OPTIMIZE, "--noise-floor", "0.8"], "Invalid value for '--noise-floor': Input should be less than or equal to 0.5"),
 ], ids=["target", "serve-config-bytes", "serve-config-name", "serve-config-typo", "space", "trace", "scenario-option", "llm-url", "storage",
         "suite", "prices", "cluster-file", "typer-option", "noise-floor"])
 def test_bad_input_exits_2_with_one_line_before_anything_is_written(tmp_path, bad_files, args, message):
