@@ -10,10 +10,11 @@ bound packs its feasible trials against it, where no real run passes by the marg
 trace's search (BENCHMARKS.md, "Outcome") all 40 simulated trials under 2.7/h landed 2-6 %
 inside `ttft_p99<500ms` and both candidates failed for real; asked for the margin, the same
 sampler found 1.88/h at a simulated 386 ms, which passed for real. (The trials' own verdicts,
-`feasible`, stay the plain ones: the reports and the simulated baselines read them.) A new round starts with every
-earlier simulated trial copied in and judged again under the new correction (nothing is
-simulated twice), then samples `sim_trials` more; a warm start's prior trials
-(tuner.optimize.warm_start) join round 0 constrained the same way, and the later rounds carry them.
+`feasible`, stay the plain ones: the reports and the simulated baselines read them.) A new
+round starts with every earlier simulated trial copied in and judged again under the new
+correction (nothing is simulated twice), then samples `sim_trials` more; a warm start's prior
+trials (tuner.optimize.warm_start) join round 0 constrained the same way, and the later rounds
+carry them.
 The correction, per clause, is the ratio of the real value to the simulated one for the same
 configuration (real p99 / simulated p99 for an upper bound): the median over every real run,
 baselines included (`correction`), so one pathological run moves it only by its vote. A failed
@@ -117,6 +118,13 @@ def settled_miss(runs: list[TrialResult], planned: int) -> bool:
             or (planned == 2 and any(c.upper for c in missed)))
 
 
+def roomy(shortfalls: list[float], noise_floor: float) -> bool:
+    """Whether every clause holds by more than the noise floor (shortfalls relative to the
+    bounds, <= 0 where a clause holds): what a real pass needs, and what the rounds' sampler is
+    asked for (its constraints are the shortfalls plus the floor)."""
+    return all(-s > noise_floor for s in shortfalls)
+
+
 def margin_and_noise(ev: Evaluation, noise_floor: float) -> tuple[float, float]:
     """The smallest relative margin over the clauses, and the noise it must exceed."""
     return min(-v for v in ev.violations), max(ev.noise() or 0.0, noise_floor)
@@ -212,14 +220,14 @@ class Hybrid:
         candidate at the bound would only spend real runs failing it."""
         factors, tried = self.factors(), [TrialAttrs.of(t).values for t in completed(self.real_study)]
         best = self._best()
-        ok, roomy = [], []
+        ok, with_margin = [], []
         for t in completed(rounds[-1]):
             _, shortfalls, feasible = rejudge(t, self.clauses, factors)
             if feasible and TrialAttrs.of(t).values not in tried and (best is None or rank(t)[0] < rank(best)[0]):
                 ok.append(t)
-                if all(-s > self.settings.noise_floor for s in shortfalls):
-                    roomy.append(t)
-        return min(roomy or ok, key=rank) if ok else None
+                if roomy(shortfalls, self.settings.noise_floor):
+                    with_margin.append(t)
+        return min(with_margin or ok, key=rank) if ok else None
 
     # -- verification ------------------------------------------------------------------------
 
@@ -263,7 +271,7 @@ class Hybrid:
         factors = self.factors()
         for n, t in enumerate(self._baselines_left(round0, sweep=True), start=1):
             _, shortfalls, feasible = rejudge(t, self.clauses, factors)
-            if feasible and all(-s > self.settings.noise_floor for s in shortfalls):
+            if feasible and roomy(shortfalls, self.settings.noise_floor):
                 return n
         return 0
 
